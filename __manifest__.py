@@ -1,0 +1,15 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+{
+    "name": "Job Queue",
+    "summary": "Background jobs with exact job graphs and a PostgreSQL-coordinated runner",
+    "version": "19.0.1.0.0",
+    "author": "queue_job for Odoo 19 authors",
+    "license": "LGPL-3",
+    "category": "Technical",
+    "depends": ["mail", "web"],
+    "external_dependencies": {"python": ["requests"]},
+    "data": [],
+    "installable": True,
+    "application": True,
+    "post_load": "post_load",
+}

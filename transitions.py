@@ -1,0 +1,306 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+"""Job state transitions that touch the job graph: the one place they are written.
+
+The runner (after a job ran) and the form buttons (Set Done, Set Failed,
+Cancel, Requeue, Run Now) call these functions with a cursor; nothing else
+changes a job's state in SQL. Each function acts on a whole set of jobs with a
+constant number of statements, whatever the size of the graph.
+
+Invariants kept here:
+
+* ``pending_dependency_count`` of a job is the number of its incoming edges in
+  ``queue_job_dependency`` that are not ``released``.
+* An edge is released once, by the statement that moves its dependency into
+  ``done`` and decrements the dependent in the same breath. A second
+  completion of the same job (a redelivery, a double click, a Requeue then
+  done) finds no unreleased edge and counts nothing.
+* A job whose counter reaches 0 while waiting becomes ``pending`` in that
+  statement; the ``queue_job_notify`` trigger wakes the runners on commit.
+* A job that fails (or is cancelled) for good fails (or cancels) every job
+  waiting on it through unreleased edges, transitively. Those jobs carry
+  ``exc_name`` :data:`DEPENDENCY_FAILED` or :data:`DEPENDENCY_CANCELLED`, so
+  that a Requeue of the cause can give them their waiting state back.
+
+Concurrency: every function first locks the rows it may write, in ``id``
+order, so two transactions releasing overlapping dependents (say the members
+of ``chain(group(a, b), group(c, d))``) queue up instead of deadlocking.
+
+This module imports nothing from Odoo; it works on an Odoo cursor as on a
+psycopg2 cursor.
+"""
+
+from .schema import NOW_UTC
+
+DEPENDENCY_FAILED = "DependencyFailed"
+DEPENDENCY_CANCELLED = "DependencyCancelled"
+
+# state -> (exc_name of the dependents it cascades to, verb of their message)
+_CASCADES = {
+    "failed": (DEPENDENCY_FAILED, "failed"),
+    "cancelled": (DEPENDENCY_CANCELLED, "was cancelled"),
+}
+
+# Dependents reached from %(ids)s through unreleased edges, walking on through
+# jobs that are still waiting (a job that is not waiting has its own fate).
+_WAITING_DESCENDANTS = """
+    descendants(id, cause_id) AS (
+        SELECT e.job_id, e.dependency_id
+          FROM queue_job_dependency e
+          JOIN queue_job child ON child.id = e.job_id
+         WHERE e.dependency_id = ANY(%(ids)s) AND NOT e.released
+           AND child.state = 'wait_dependencies'
+        UNION
+        SELECT e.job_id, d.cause_id
+          FROM queue_job_dependency e
+          JOIN descendants d ON e.dependency_id = d.id
+          JOIN queue_job child ON child.id = e.job_id
+         WHERE NOT e.released AND child.state = 'wait_dependencies'
+    )
+"""
+
+# Dependents failed or cancelled by a cascade, reached from %(ids)s the same way.
+_CASCADED_DESCENDANTS = """
+    descendants(id) AS (
+        SELECT e.job_id
+          FROM queue_job_dependency e
+          JOIN queue_job child ON child.id = e.job_id
+         WHERE e.dependency_id = ANY(%(ids)s) AND NOT e.released
+           AND child.exc_name = ANY(%(markers)s)
+        UNION
+        SELECT e.job_id
+          FROM queue_job_dependency e
+          JOIN descendants d ON e.dependency_id = d.id
+          JOIN queue_job child ON child.id = e.job_id
+         WHERE NOT e.released AND child.exc_name = ANY(%(markers)s)
+    )
+"""
+
+
+def _lock(cr, ids, descendants_sql=None, **params):
+    """Lock the jobs ``ids`` and their dependents, in id order."""
+    if descendants_sql:
+        query = f"""
+            WITH RECURSIVE {descendants_sql}
+            SELECT id FROM queue_job
+             WHERE id = ANY(%(ids)s) OR id IN (SELECT id FROM descendants)
+             ORDER BY id FOR NO KEY UPDATE
+        """
+    else:
+        query = """
+            SELECT id FROM queue_job
+             WHERE id = ANY(%(ids)s)
+                OR id IN (SELECT job_id FROM queue_job_dependency
+                           WHERE dependency_id = ANY(%(ids)s) AND NOT released)
+             ORDER BY id FOR NO KEY UPDATE
+        """
+    cr.execute(query, dict(params, ids=list(ids)))
+
+
+def mark_done(cr, ids, from_states, result=None):
+    """Move ``ids`` that are in ``from_states`` to ``done`` and release their dependents.
+
+    Returns the ids that moved. The release is the same statement as the
+    transition: a job that was not moved releases nothing.
+    """
+    if not ids:
+        return []
+    _lock(cr, ids)
+    cr.execute(
+        f"""
+        WITH done AS (
+            UPDATE queue_job
+               SET state = 'done', date_done = {NOW_UTC},
+                   result = COALESCE(%(result)s, result),
+                   exc_name = NULL, exc_message = NULL, exc_info = NULL
+             WHERE id = ANY(%(ids)s) AND state = ANY(%(from_states)s)
+         RETURNING id
+        ), released AS (
+            UPDATE queue_job_dependency e
+               SET released = true
+              FROM done
+             WHERE e.dependency_id = done.id AND NOT e.released
+         RETURNING e.job_id
+        ), counts AS (
+            SELECT job_id, count(*) AS n FROM released GROUP BY job_id
+        ), dependents AS (
+            UPDATE queue_job j
+               SET pending_dependency_count = j.pending_dependency_count - c.n,
+                   state = CASE
+                       WHEN j.state = 'wait_dependencies'
+                        AND j.pending_dependency_count = c.n THEN 'pending'
+                       ELSE j.state END
+              FROM counts c
+             WHERE j.id = c.job_id AND j.id NOT IN (SELECT id FROM done)
+        )
+        SELECT id FROM done
+        """,
+        {"ids": list(ids), "from_states": list(from_states), "result": result},
+    )
+    return [row[0] for row in cr.fetchall()]
+
+
+def _end_with_cascade(cr, ids, from_states, state, exc, causes=()):
+    """Move ``ids`` in ``from_states`` to ``state`` (failed or cancelled), then
+    give the same fate to the jobs waiting on them or on ``causes``."""
+    if not ids and not causes:
+        return []
+    marker, verb = _CASCADES[state]
+    seeds = list(ids) + list(causes)
+    _lock(cr, seeds, _WAITING_DESCENDANTS)
+    seeded = "ARRAY(SELECT id FROM ended) || %(causes)s::int[]"
+    cr.execute(
+        f"""
+        WITH RECURSIVE ended AS (
+            UPDATE queue_job
+               SET state = %(state)s, date_done = {NOW_UTC},
+                   exc_name = %(exc_name)s, exc_message = %(exc_message)s,
+                   exc_info = %(exc_info)s
+             WHERE id = ANY(%(ids)s) AND state = ANY(%(from_states)s)
+         RETURNING id
+        ), {_WAITING_DESCENDANTS.replace("%(ids)s", seeded)},
+        causes AS (
+            SELECT DISTINCT ON (d.id) d.id, cause.uuid, cause.name
+              FROM descendants d JOIN queue_job cause ON cause.id = d.cause_id
+             ORDER BY d.id, d.cause_id
+        ), cascaded AS (
+            UPDATE queue_job j
+               SET state = %(state)s, date_done = {NOW_UTC},
+                   exc_name = %(marker)s,
+                   exc_message = 'Dependency ' || COALESCE(c.name, 'job')
+                                 || ' (' || c.uuid || ') ' || %(verb)s,
+                   exc_info = NULL
+              FROM causes c
+             WHERE j.id = c.id AND j.state = 'wait_dependencies'
+               AND j.id NOT IN (SELECT id FROM ended)
+        )
+        SELECT id FROM ended
+        """,
+        {
+            "ids": list(ids),
+            "from_states": list(from_states),
+            "causes": list(causes),
+            "state": state,
+            "marker": marker,
+            "verb": verb,
+            "exc_name": exc.get("exc_name"),
+            "exc_message": exc.get("exc_message"),
+            "exc_info": exc.get("exc_info"),
+        },
+    )
+    return [row[0] for row in cr.fetchall()]
+
+
+def mark_failed(cr, ids, from_states, exc_name=None, exc_message=None, exc_info=None):
+    """Fail ``ids`` that are in ``from_states``; their waiting dependents fail too.
+
+    Returns the ids that moved.
+    """
+    exc = {"exc_name": exc_name, "exc_message": exc_message, "exc_info": exc_info}
+    return _end_with_cascade(cr, ids, from_states, "failed", exc)
+
+
+def mark_cancelled(cr, ids, from_states, message=None):
+    """Cancel ``ids`` that are in ``from_states``; their waiting dependents are cancelled.
+
+    Returns the ids that moved.
+    """
+    return _end_with_cascade(cr, ids, from_states, "cancelled", {"exc_message": message})
+
+
+def requeue(cr, ids, from_states):
+    """Make ``ids`` that are in ``from_states`` runnable again, with a fresh retry count.
+
+    A job goes back to ``pending``, or to ``wait_dependencies`` when some of
+    its dependencies are not done yet. Dependents that a cascade from these
+    jobs had failed or cancelled wait again, with counters recomputed from
+    their edges; those that still wait on another failed or cancelled job
+    are failed or cancelled again by that job. Returns the ids that moved.
+    """
+    if not ids:
+        return []
+    markers = [marker for marker, _verb in _CASCADES.values()]
+    _lock(cr, ids, _CASCADED_DESCENDANTS, markers=markers)
+    unreleased = """(SELECT count(*) FROM queue_job_dependency e
+                      WHERE e.job_id = j.id AND NOT e.released)"""
+    cr.execute(
+        f"""
+        WITH RECURSIVE requeued AS (
+            UPDATE queue_job j
+               SET state = CASE WHEN {unreleased} > 0
+                                THEN 'wait_dependencies' ELSE 'pending' END,
+                   pending_dependency_count = {unreleased},
+                   retry = 0, eta = NULL, date_done = NULL, date_started = NULL,
+                   date_enqueued = NULL, exec_time = NULL, result = NULL,
+                   exc_name = NULL, exc_message = NULL, exc_info = NULL
+             WHERE j.id = ANY(%(ids)s) AND j.state = ANY(%(from_states)s)
+         RETURNING j.id
+        ), {_CASCADED_DESCENDANTS.replace("%(ids)s", "ARRAY(SELECT id FROM requeued)")},
+        restored AS (
+            UPDATE queue_job j
+               SET state = 'wait_dependencies',
+                   pending_dependency_count = {unreleased},
+                   date_done = NULL, exc_name = NULL, exc_message = NULL,
+                   exc_info = NULL
+             WHERE j.id IN (SELECT id FROM descendants)
+               AND j.id NOT IN (SELECT id FROM requeued)
+         RETURNING j.id
+        )
+        SELECT id, true FROM requeued UNION ALL SELECT id, false FROM restored
+        """,
+        {"ids": list(ids), "from_states": list(from_states), "markers": markers},
+    )
+    rows = cr.fetchall()
+    waiting = [job_id for job_id, _ in rows]
+    _recascade(cr, waiting)
+    return [job_id for job_id, is_requeued in rows if is_requeued]
+
+
+def _recascade(cr, waiting_ids):
+    """Fail or cancel again the jobs of ``waiting_ids`` whose dependency is still failed."""
+    if not waiting_ids:
+        return
+    cr.execute(
+        """
+        SELECT DISTINCT dep.id, dep.state
+          FROM queue_job_dependency e JOIN queue_job dep ON dep.id = e.dependency_id
+         WHERE e.job_id = ANY(%(ids)s) AND NOT e.released
+           AND dep.state IN ('failed', 'cancelled')
+        """,
+        {"ids": list(waiting_ids)},
+    )
+    by_state = {"failed": [], "cancelled": []}
+    for dep_id, state in cr.fetchall():
+        by_state[state].append(dep_id)
+    for state, causes in by_state.items():
+        _end_with_cascade(cr, (), (), state, {}, causes=causes)
+
+
+def retry_later(cr, ids, delay_seconds, exc_name=None, exc_message=None, exc_info=None):
+    """Put running ``ids`` back to ``pending``, to start again in ``delay_seconds``.
+
+    Used for a retryable error and for a job whose worker died; the retry
+    count was taken when the job was claimed. Returns the ids that moved.
+    """
+    if not ids:
+        return []
+    cr.execute(
+        f"""
+        UPDATE queue_job
+           SET state = 'pending',
+               eta = CASE WHEN %(delay)s > 0
+                          THEN {NOW_UTC} + make_interval(secs => %(delay)s) END,
+               date_enqueued = NULL, date_started = NULL,
+               exc_name = %(exc_name)s, exc_message = %(exc_message)s,
+               exc_info = %(exc_info)s
+         WHERE id = ANY(%(ids)s) AND state IN ('enqueued', 'started')
+     RETURNING id
+        """,
+        {
+            "ids": list(ids),
+            "delay": delay_seconds,
+            "exc_name": exc_name,
+            "exc_message": exc_message,
+            "exc_info": exc_info,
+        },
+    )
+    return [row[0] for row in cr.fetchall()]
