@@ -7,8 +7,11 @@
     "license": "LGPL-3",
     "category": "Technical",
     "depends": ["mail", "web"],
-    "external_dependencies": {"python": ["requests"]},
-    "data": [],
+    "data": [
+        "security/security.xml",
+        "security/ir.model.access.csv",
+        "data/queue_data.xml",
+    ],
     "installable": True,
     "application": True,
     "post_load": "post_load",

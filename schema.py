@@ -10,8 +10,10 @@ on a plain psycopg2 cursor, so both see exactly the same database objects.
 NOTIFY_CHANNEL = "queue_job"
 
 #: Odoo stores datetimes as naive UTC ``timestamp`` columns: never compare
-#: them with ``now()`` directly, the session time zone would leak in.
-NOW_UTC = "(now() AT TIME ZONE 'UTC')"
+#: them with ``now()`` directly, the session time zone would leak in. The
+#: wall clock, not ``now()``: a job's transaction starts when the job does,
+#: and its ``date_done`` must say when it ended.
+NOW_UTC = "(clock_timestamp() AT TIME ZONE 'UTC')"
 
 #: States in which a job waits for a runner (the identity key is unique among them).
 WAITING_STATES = ("wait_dependencies", "pending", "enqueued")

@@ -40,6 +40,9 @@ _CASCADES = {
     "cancelled": (DEPENDENCY_CANCELLED, "was cancelled"),
 }
 
+# Seconds from the start of the run to now; kept as is for a job that did not run.
+_EXEC_TIME = f"COALESCE(EXTRACT(EPOCH FROM {NOW_UTC} - date_started), exec_time)"
+
 # Dependents reached from %(ids)s through unreleased edges, walking on through
 # jobs that are still waiting (a job that is not waiting has its own fate).
 _WAITING_DESCENDANTS = """
@@ -109,7 +112,7 @@ def mark_done(cr, ids, from_states, result=None):
         f"""
         WITH done AS (
             UPDATE queue_job
-               SET state = 'done', date_done = {NOW_UTC},
+               SET state = 'done', date_done = {NOW_UTC}, exec_time = {_EXEC_TIME},
                    result = COALESCE(%(result)s, result),
                    exc_name = NULL, exc_message = NULL, exc_info = NULL
              WHERE id = ANY(%(ids)s) AND state = ANY(%(from_states)s)
@@ -152,7 +155,7 @@ def _end_with_cascade(cr, ids, from_states, state, exc, causes=()):
         f"""
         WITH RECURSIVE ended AS (
             UPDATE queue_job
-               SET state = %(state)s, date_done = {NOW_UTC},
+               SET state = %(state)s, date_done = {NOW_UTC}, exec_time = {_EXEC_TIME},
                    exc_name = %(exc_name)s, exc_message = %(exc_message)s,
                    exc_info = %(exc_info)s
              WHERE id = ANY(%(ids)s) AND state = ANY(%(from_states)s)
@@ -273,6 +276,27 @@ def _recascade(cr, waiting_ids):
         by_state[state].append(dep_id)
     for state, causes in by_state.items():
         _end_with_cascade(cr, (), (), state, {}, causes=causes)
+
+
+def start(cr, ids, from_states):
+    """Move ``ids`` in ``from_states`` that wait for nothing to ``started`` (Run Now).
+
+    The try counts, as when a runner claims a job. Returns the ids that moved.
+    """
+    if not ids:
+        return []
+    cr.execute(
+        f"""
+        UPDATE queue_job
+           SET state = 'started', retry = retry + 1,
+               date_enqueued = {NOW_UTC}, date_started = {NOW_UTC}
+         WHERE id = ANY(%(ids)s) AND state = ANY(%(from_states)s)
+           AND pending_dependency_count = 0
+     RETURNING id
+        """,
+        {"ids": list(ids), "from_states": list(from_states)},
+    )
+    return [row[0] for row in cr.fetchall()]
 
 
 def retry_later(cr, ids, delay_seconds, exc_name=None, exc_message=None, exc_info=None):

@@ -62,3 +62,44 @@ def states(cr, ids):
     )
     by_id = {row[0]: row[1:] for row in cr.fetchall()}
     return {name: by_id[job_id] for name, job_id in ids.items()}
+
+
+def set_state(cr, job_ids, state, **values):
+    """Force ``job_ids`` into ``state`` (and set ``values``), bypassing the transitions."""
+    assignments = ", ".join(["state = %(state)s", *(f"{key} = %({key})s" for key in values)])
+    cr.execute(
+        f"UPDATE queue_job SET {assignments} WHERE id = ANY(%(ids)s)",
+        {**values, "state": state, "ids": list(job_ids)},
+    )
+
+
+def job_row(cr, job_id):
+    """The queue_job row ``job_id`` as a dict."""
+    cr.execute("SELECT * FROM queue_job WHERE id = %s", (job_id,))
+    row = cr.fetchone()
+    return dict(zip((column[0] for column in cr.description), row))
+
+
+def is_released(cr, dependent_id, dependency_id):
+    """Whether the edge dependent -> dependency is released."""
+    cr.execute(
+        "SELECT released FROM queue_job_dependency WHERE job_id = %s AND dependency_id = %s",
+        (dependent_id, dependency_id),
+    )
+    return cr.fetchone()[0]
+
+
+def counter_mismatches(cr):
+    """[(id, name, state, counter, unreleased incoming edges)] for every job whose
+    ``pending_dependency_count`` is not its number of unreleased incoming edges."""
+    cr.execute(
+        """
+        SELECT j.id, j.name, j.state, j.pending_dependency_count, count(e.job_id)
+          FROM queue_job j
+          LEFT JOIN queue_job_dependency e ON e.job_id = j.id AND NOT e.released
+         GROUP BY j.id
+        HAVING j.pending_dependency_count IS DISTINCT FROM count(e.job_id)
+         ORDER BY j.id
+        """
+    )
+    return cr.fetchall()

@@ -1,0 +1,284 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+import logging
+
+from odoo import api, exceptions, fields, models
+
+from .. import schema, transitions
+from ..exception import NothingToDoJob
+from ..job import (
+    CANCELLED,
+    DONE,
+    ENQUEUED,
+    FAILED,
+    PENDING,
+    STARTED,
+    STATES,
+    WAIT_DEPENDENCIES,
+    Job,
+)
+
+_logger = logging.getLogger(__name__)
+
+MANAGER_GROUP = "queue_job.group_queue_job_manager"
+
+# The states each action moves a job from. A job in another state is left as
+# it is, and the action says so.
+SET_DONE_FROM = (WAIT_DEPENDENCIES, PENDING, ENQUEUED, FAILED, CANCELLED)
+SET_FAILED_FROM = (WAIT_DEPENDENCIES, PENDING, ENQUEUED)
+CANCEL_FROM = (WAIT_DEPENDENCIES, PENDING, ENQUEUED, FAILED)
+REQUEUE_FROM = (FAILED, CANCELLED, DONE)
+RUN_NOW_FROM = (PENDING, ENQUEUED, FAILED)
+
+
+class QueueJob(models.Model):
+    """A stored job.
+
+    Jobs are written by ``with_delay()``/``delay()`` and by the state
+    transitions (``transitions.py``), never through ``create``/``write``: the
+    only way to change a job's state is the actions below.
+    """
+
+    _name = "queue.job"
+    _description = "Queue Job"
+    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _log_access = False
+    _order = "date_created DESC, id DESC"
+
+    _removal_interval = 30  # days, default of a channel's removal interval
+
+    # Only the actions below may change these; see write().
+    _protected_fields = frozenset(
+        {
+            "uuid", "graph_uuid", "name", "model_name", "method_name", "func_string",
+            "records", "record_ids", "args", "kwargs", "user_id", "company_id",
+            "state", "retry", "max_retries", "channel", "job_function_id",
+            "identity_key", "result", "exc_name", "exc_message", "exc_info",
+            "date_created", "date_enqueued", "date_started", "date_done",
+            "exec_time", "dependency_job_ids", "dependent_job_ids",
+            "pending_dependency_count",
+        }
+    )
+
+    uuid = fields.Char(string="UUID", readonly=True, index=True, required=True)
+    graph_uuid = fields.Char(string="Graph UUID", readonly=True, index=True)
+    name = fields.Char(string="Description", readonly=True)
+    model_name = fields.Char(string="Model", readonly=True)
+    method_name = fields.Char(readonly=True)
+    func_string = fields.Char(string="Task", readonly=True, groups=MANAGER_GROUP)
+    records = fields.Json(readonly=True, groups=MANAGER_GROUP)
+    record_ids = fields.Json(string="Record IDs", readonly=True)
+    args = fields.Json(string="Arguments", readonly=True, groups=MANAGER_GROUP)
+    kwargs = fields.Json(string="Keyword Arguments", readonly=True, groups=MANAGER_GROUP)
+    user_id = fields.Many2one("res.users", string="User", readonly=True, index=True)
+    company_id = fields.Many2one("res.company", string="Company", readonly=True, index=True)
+    state = fields.Selection(STATES, readonly=True, required=True, index=True)
+    priority = fields.Integer(readonly=True)
+    eta = fields.Datetime(string="Execute only after", readonly=True)
+    retry = fields.Integer(string="Current try", readonly=True)
+    max_retries = fields.Integer(
+        readonly=True, help="The job fails after this many tries; 0: retry forever"
+    )
+    channel = fields.Char(readonly=True, index=True)
+    job_function_id = fields.Many2one("queue.job.function", string="Job Function", readonly=True)
+    identity_key = fields.Char(readonly=True)
+    result = fields.Text(readonly=True)
+    exc_name = fields.Char(string="Exception", readonly=True)
+    exc_message = fields.Text(string="Exception Message", readonly=True)
+    exc_info = fields.Text(string="Exception Info", readonly=True, groups=MANAGER_GROUP)
+    date_created = fields.Datetime(string="Created Date", readonly=True)
+    date_enqueued = fields.Datetime(string="Enqueue Time", readonly=True)
+    date_started = fields.Datetime(string="Start Date", readonly=True)
+    date_done = fields.Datetime(readonly=True)
+    exec_time = fields.Float(string="Execution Time (s)", readonly=True, aggregator="avg")
+    dependency_job_ids = fields.Many2many(
+        "queue.job",
+        "queue_job_dependency",
+        "job_id",
+        "dependency_id",
+        string="Waits For",
+        readonly=True,
+    )
+    dependent_job_ids = fields.Many2many(
+        "queue.job",
+        "queue_job_dependency",
+        "dependency_id",
+        "job_id",
+        string="Waited For By",
+        readonly=True,
+    )
+    pending_dependency_count = fields.Integer(
+        string="Dependencies Left",
+        readonly=True,
+        default=0,
+        help="Dependencies not done yet; the job becomes pending at 0",
+    )
+
+    _uuid_uniq = models.Constraint("UNIQUE(uuid)", "A job with this UUID already exists")
+
+    def init(self):
+        schema.ensure(self.env.cr)
+
+    # ------------------------------------------------------------------
+    # Protection: jobs are not created nor edited through the ORM
+    # ------------------------------------------------------------------
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        raise exceptions.AccessError(
+            self.env._("Jobs are created with with_delay() or delayable(), not create()")
+        )
+
+    def write(self, vals):
+        protected = self._protected_fields.intersection(vals)
+        if protected:
+            raise exceptions.AccessError(
+                self.env._(
+                    "Jobs' %(fields)s cannot be written; use the job actions",
+                    fields=", ".join(sorted(protected)),
+                )
+            )
+        return super().write(vals)
+
+    # ------------------------------------------------------------------
+    # Actions: set-based, through the shared transitions
+    # ------------------------------------------------------------------
+
+    def _transition(self, transition, *args, **kwargs):
+        """Apply ``transition`` to these jobs; returns the jobs it moved."""
+        self.check_access("write")
+        self.env.flush_all()
+        moved = transition(self.env.cr, self.ids, *args, **kwargs)
+        # The transitions wrote in SQL: what the cache holds of jobs is stale.
+        self.invalidate_model()
+        return self.browse(moved)
+
+    def _set_done(self, result=None):
+        result = result or self.env._("Manually set to done by %s", self.env.user.name)
+        return self._transition(transitions.mark_done, SET_DONE_FROM, result=result)
+
+    def _set_failed(self, exc_message=None):
+        exc_message = exc_message or self.env._(
+            "Manually set to failed by %s", self.env.user.name
+        )
+        return self._transition(
+            transitions.mark_failed, SET_FAILED_FROM, exc_message=exc_message
+        )
+
+    def _set_cancelled(self, message=None):
+        message = message or self.env._("Cancelled by %s", self.env.user.name)
+        return self._transition(transitions.mark_cancelled, CANCEL_FROM, message=message)
+
+    def _requeue(self):
+        return self._transition(transitions.requeue, REQUEUE_FROM)
+
+    def _action_result(self, moved, done_message):
+        """A notification: what moved, and what was skipped because of its state."""
+        skipped = len(self) - len(moved)
+        message = done_message % len(moved)
+        if skipped:
+            message += " " + self.env._(
+                "%s job(s) skipped: their state does not allow it.", skipped
+            )
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "message": message,
+                "type": "warning" if skipped else "success",
+                "sticky": False,
+                "next": {"type": "ir.actions.client", "tag": "soft_reload"},
+            },
+        }
+
+    def button_done(self):
+        """Set Done: releases the jobs that wait on these."""
+        return self._action_result(self._set_done(), self.env._("%s job(s) set to done."))
+
+    def button_failed(self):
+        """Set Failed: the jobs that wait on these fail too."""
+        return self._action_result(self._set_failed(), self.env._("%s job(s) set to failed."))
+
+    def button_cancelled(self):
+        """Cancel: the jobs that wait on these are cancelled too."""
+        return self._action_result(self._set_cancelled(), self.env._("%s job(s) cancelled."))
+
+    def requeue(self):
+        """Requeue: run again (after their dependencies, if any is not done)."""
+        return self._action_result(self._requeue(), self.env._("%s job(s) requeued."))
+
+    def run_now(self):
+        """Run Now: run these jobs in this transaction, as their users.
+
+        A job that fails keeps none of its writes and is recorded failed; its
+        dependents fail with it. A job still waiting for dependencies is
+        skipped.
+        """
+        started = self._transition(transitions.start, RUN_NOW_FROM)
+        for record in started:
+            job_ = Job._from_record(record.sudo())
+            try:
+                with self.env.cr.savepoint():
+                    try:
+                        result = job_.perform()
+                    except NothingToDoJob as err:
+                        result = str(err) or None
+                    self.env.flush_all()
+            except Exception as err:  # noqa: BLE001 - the job's own failure is recorded
+                _logger.info("Job %s failed (Run Now)", job_.uuid, exc_info=True)
+                job_.record_failure(err, (STARTED,))
+                continue
+            transitions.mark_done(
+                self.env.cr, [record.id], (STARTED,), result=job_._result_text(result)
+            )
+        self.invalidate_model()
+        return self._action_result(started, self.env._("%s job(s) run."))
+
+    # ------------------------------------------------------------------
+    # Related action and notifications
+    # ------------------------------------------------------------------
+
+    def open_related_action(self):
+        """The action of the job function's related action (default: open the records)."""
+        self.ensure_one()
+        config = self.env["queue.job.function"].job_config(
+            self.job_function_id.name
+            or self.env["queue.job.function"].job_function_name(self.model_name, self.method_name)
+        )
+        if not config.related_action_enable:
+            return None
+        method = getattr(self, config.related_action_func_name or "related_action_open_record")
+        return method(**config.related_action_kwargs)
+
+    def related_action_open_record(self):
+        """Open the records the job works on: a form for one, a list for several."""
+        self.ensure_one()
+        record_ids = self.record_ids or []
+        if not record_ids:
+            return None
+        action = {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Related Record"),
+            "res_model": self.model_name,
+        }
+        if len(record_ids) == 1:
+            action.update(view_mode="form", res_id=record_ids[0])
+        else:
+            action.update(
+                name=self.env._("Related Records"),
+                view_mode="list,form",
+                domain=[("id", "in", record_ids)],
+            )
+        return action
+
+    def _message_failed_job(self):
+        """Tell the job's user and the queue managers that the job failed."""
+        self.ensure_one()
+        managers = self.env.ref(MANAGER_GROUP).sudo().all_user_ids
+        partners = (self.user_id | managers).partner_id
+        self.message_subscribe(partner_ids=partners.ids)
+        self.message_post(
+            body=self.env._(
+                "The job failed: %(exception)s", exception=self.exc_message or self.exc_name
+            ),
+            subtype_xmlid="mail.mt_comment",
+        )

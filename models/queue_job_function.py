@@ -1,0 +1,158 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+import logging
+import re
+from collections import namedtuple
+
+import psycopg2
+
+from odoo import api, exceptions, fields, models, tools
+
+_logger = logging.getLogger(__name__)
+
+JOB_FUNCTION_NAME = re.compile(r"^<([0-9a-z_.]+)>\.([0-9a-zA-Z_]+)$")
+
+JobConfig = namedtuple(
+    "JobConfig",
+    "channel retry_pattern related_action_enable related_action_func_name "
+    "related_action_kwargs job_function_id allow_commit",
+)
+
+
+class QueueJobFunction(models.Model):
+    """How the jobs of one ``model.method`` run: channel, retries, related action.
+
+    One record per delayed method, created the first time it is delayed, or
+    declared in XML data (OCA's format).
+    """
+
+    _name = "queue.job.function"
+    _description = "Job Functions"
+    _order = "name"
+
+    name = fields.Char(compute="_compute_name", store=True, index=True)
+    model_id = fields.Many2one("ir.model", string="Model", required=True, ondelete="cascade")
+    method = fields.Char(required=True)
+    channel_id = fields.Many2one(
+        "queue.job.channel",
+        string="Channel",
+        required=True,
+        default=lambda self: self.env.ref("queue_job.channel_root"),
+    )
+    channel = fields.Char(related="channel_id.complete_name", store=True, readonly=True)
+    retry_pattern = fields.Json(
+        help="Seconds to wait before a retry, from a number of tries on: "
+        "{1: 10, 5: 60, 10: 300} waits 10 s from the 1st try, 60 s from the 5th, "
+        "300 s from the 10th",
+    )
+    related_action = fields.Json(
+        help='The "Related Action" button of the job: '
+        '{"enable": false} hides it; {"func_name": "method_of_queue_job", '
+        '"kwargs": {...}} calls another method than the default, which opens '
+        "the job's records",
+    )
+    allow_commit = fields.Boolean(
+        help="Allow the job to commit its transaction itself. Without it a job "
+        "is all or nothing: a failed try leaves nothing behind",
+    )
+
+    _name_uniq = models.Constraint("UNIQUE(name)", "A job function with this name already exists")
+
+    @staticmethod
+    def job_function_name(model_name, method_name):
+        return f"<{model_name}>.{method_name}"
+
+    @api.depends("model_id.model", "method")
+    def _compute_name(self):
+        for function in self:
+            if function.model_id and function.method:
+                function.name = self.job_function_name(function.model_id.model, function.method)
+
+    @api.constrains("retry_pattern")
+    def _check_retry_pattern(self):
+        for function in self:
+            pattern = function.retry_pattern
+            if pattern in (None, False, {}):
+                continue
+            try:
+                valid = isinstance(pattern, dict) and all(
+                    int(tries) > 0 and isinstance(seconds, int) and seconds >= 0
+                    for tries, seconds in pattern.items()
+                )
+            except ValueError:
+                valid = False
+            if not valid:
+                raise exceptions.ValidationError(
+                    self.env._(
+                        "Retry pattern of %(name)s must map tries (integers > 0) to "
+                        "seconds (integers >= 0), e.g. {1: 10, 5: 60}; got %(pattern)s",
+                        name=function.name,
+                        pattern=pattern,
+                    )
+                )
+
+    @api.constrains("related_action")
+    def _check_related_action(self):
+        allowed = {"enable", "func_name", "kwargs"}
+        for function in self:
+            action = function.related_action or {}
+            if not isinstance(action, dict) or set(action) - allowed:
+                raise exceptions.ValidationError(
+                    self.env._(
+                        "Related action of %(name)s accepts the keys %(keys)s only",
+                        name=function.name,
+                        keys=", ".join(sorted(allowed)),
+                    )
+                )
+
+    def job_config(self, name):
+        """The :class:`JobConfig` of function ``name``, created on first use."""
+        config = self._job_config(name)
+        if config is None:
+            self._create_on_first_use(name)
+            config = self._job_config(name)
+        return config
+
+    @tools.ormcache("name")
+    def _job_config(self, name):
+        function = self.sudo().search([("name", "=", name)], limit=1)
+        if not function:
+            return None
+        related_action = function.related_action or {}
+        return JobConfig(
+            channel=function.channel,
+            retry_pattern={int(tries): seconds for tries, seconds in (function.retry_pattern or {}).items()},
+            related_action_enable=related_action.get("enable", True),
+            related_action_func_name=related_action.get("func_name"),
+            related_action_kwargs=related_action.get("kwargs", {}),
+            job_function_id=function.id,
+            allow_commit=function.allow_commit,
+        )
+
+    def _create_on_first_use(self, name):
+        model_name, method = JOB_FUNCTION_NAME.match(name).groups()
+        # A concurrent transaction may create the same function: the unique
+        # constraint decides, and the loser uses the winner's record.
+        try:
+            with self.env.cr.savepoint():
+                self.sudo().create(
+                    {"model_id": self.env["ir.model"]._get_id(model_name), "method": method}
+                )
+        except psycopg2.IntegrityError:
+            _logger.debug("job function %s created concurrently", name)
+        self.env.registry.clear_cache()
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        records = super().create(vals_list)
+        self.env.registry.clear_cache()
+        return records
+
+    def write(self, vals):
+        result = super().write(vals)
+        self.env.registry.clear_cache()
+        return result
+
+    def unlink(self):
+        result = super().unlink()
+        self.env.registry.clear_cache()
+        return result
