@@ -28,8 +28,9 @@ def _connect(dependencies, dependents):
     """Make every node of ``dependents`` wait for every node of ``dependencies``."""
     for dependent in dependents:
         for dependency in dependencies:
-            dependent._depends_on.add(dependency)
-            dependency._reverse_depends_on.add(dependent)
+            # dicts as ordered sets: jobs are stored in the order they were linked
+            dependent._depends_on[dependency] = None
+            dependency._reverse_depends_on[dependent] = None
 
 
 class _Composite:
@@ -47,7 +48,8 @@ class _Composite:
 
     def delay(self):
         """Store the whole graph this belongs to (or run it, in no-delay mode)."""
-        return _delay_graph(self._head()[0])
+        # Members of a group are not linked to each other: start from every head.
+        return _delay_graph(self._head())
 
 
 class DelayableChain(_Composite):
@@ -101,8 +103,8 @@ class Delayable(_Composite):
 
     def __init__(self, recordset, **properties):
         self.recordset = recordset
-        self._depends_on = set()
-        self._reverse_depends_on = set()
+        self._depends_on = {}
+        self._reverse_depends_on = {}
         self._job_method = None
         self._job_args = ()
         self._job_kwargs = {}
@@ -186,40 +188,41 @@ class Delayable(_Composite):
         )
 
 
-def _graph_of(start):
-    """Every delayable connected to ``start``, in a stable order."""
-    seen = {start: None}
-    stack = [start]
+def _graph_of(heads):
+    """Every delayable connected to ``heads``, in topological order.
+
+    Peers keep the order they were built in, so stored ids follow the graph.
+    Raises ValueError on a cycle.
+    """
+    # Collect the connected component, then sort it (Kahn's algorithm).
+    nodes = dict.fromkeys(heads)
+    stack = list(heads)
     while stack:
         node = stack.pop()
         for other in (*node._depends_on, *node._reverse_depends_on):
-            if other not in seen:
-                seen[other] = None
+            if other not in nodes:
+                nodes[other] = None
                 stack.append(other)
-    return list(seen)
-
-
-def _check_acyclic(nodes):
-    remaining = {node: len(node._depends_on) for node in nodes}
-    ready = [node for node, count in remaining.items() if not count]
-    visited = 0
+    waiting = {node: len(node._depends_on) for node in nodes}
+    ready = [node for node, count in waiting.items() if not count]
+    ordered = []
     while ready:
-        node = ready.pop()
-        visited += 1
+        node = ready.pop(0)
+        ordered.append(node)
         for dependent in node._reverse_depends_on:
-            remaining[dependent] -= 1
-            if not remaining[dependent]:
+            waiting[dependent] -= 1
+            if not waiting[dependent]:
                 ready.append(dependent)
-    if visited != len(nodes):
+    if len(ordered) != len(nodes):
         raise ValueError("the job graph has a cycle: on_done() links loop back")
+    return ordered
 
 
-def _delay_graph(start):
-    nodes = _graph_of(start)
+def _delay_graph(heads):
+    nodes = _graph_of(heads)
     delayed = [node for node in nodes if node._generated_job is not None]
     if delayed:
         raise ValueError(f"{delayed[0]!r} was already delayed")
-    _check_acyclic(nodes)
     jobs = {node: node._build_job() for node in nodes}  # validates before storing
     if len(nodes) > 1:
         graph_uuid = str(uuid.uuid4())
@@ -229,12 +232,12 @@ def _delay_graph(start):
         job_.depends_on = {jobs[dep] for dep in node._depends_on}
         job_.reverse_depends_on = {jobs[dep] for dep in node._reverse_depends_on}
         node._generated_job = job_
-    env = start.recordset.env
+    env = nodes[0].recordset.env
     if any(must_run_without_delay(job_.env) for job_ in jobs.values()):
         run_inline(env, list(jobs.values()))
     else:
         Job.store_many(env, list(jobs.values()))
-    return start._generated_job if len(nodes) == 1 else None
+    return nodes[0]._generated_job if len(nodes) == 1 else None
 
 
 class DelayableRecordset:

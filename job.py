@@ -376,11 +376,17 @@ class Job:
                 "if it must commit"
             )
 
+        # The cursor may already carry an instance-level commit (a test's
+        # patch, say): put back exactly what was there.
+        previous = vars(cr).get("commit")
         cr.commit = forbidden_commit
         try:
             yield
         finally:
-            del cr.commit
+            if previous is None:
+                del cr.commit
+            else:
+                cr.commit = previous
 
     def retry_seconds(self, seconds=None):
         """Delay before the next try: ``seconds``, else the retry pattern's."""
@@ -411,6 +417,12 @@ class Job:
 
     def record_retry(self, err):
         """Postpone the job after a retryable error, or fail it if it is out of tries."""
+        if getattr(err, "ignore_retry", False):
+            # This try does not count: give back the one the claim took.
+            self.retry -= 1
+            self.env.cr.execute(
+                "UPDATE queue_job SET retry = retry - 1 WHERE id = %s", (self.id,)
+            )
         if self.max_retries and self.retry >= self.max_retries:
             failure = FailedJobError(f"Max. retries ({self.max_retries}) reached: {err}")
             self.record_failure(failure, (STARTED,))
@@ -421,10 +433,6 @@ class Job:
             self.retry_seconds(getattr(err, "seconds", None)),
             **self._exc_values(err),
         )
-        if getattr(err, "ignore_retry", False):
-            self.env.cr.execute(
-                "UPDATE queue_job SET retry = retry - 1 WHERE id = %s", (self.id,)
-            )
 
     def execute(self):
         """Run this claimed job in its cursor's transaction and record the outcome.

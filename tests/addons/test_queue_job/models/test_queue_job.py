@@ -1,0 +1,86 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+import time
+
+from odoo import fields, models
+
+from odoo.addons.queue_job.exception import (
+    FailedJobError,
+    NothingToDoJob,
+    RetryableJobError,
+)
+
+
+class TestQueueJob(models.Model):
+    """Records whose methods the tests delay."""
+
+    _name = "test.queue.job"
+    _description = "Test model for queue_job"
+
+    name = fields.Char()
+    counter = fields.Integer()
+    log_ids = fields.One2many("test.queue.job.log", "record_id")
+
+    def record_call(self, tag, *args, **kwargs):
+        """Log that the job ran (tag, arguments, user, context); return the tag."""
+        for record in self:
+            record.env["test.queue.job.log"].create(
+                {
+                    "record_id": record.id,
+                    "tag": tag,
+                    "arguments": repr((args, kwargs)),
+                    "job_uuid": self.env.context.get("job_uuid"),
+                    "run_as_uid": self.env.uid,
+                    "run_lang": self.env.context.get("lang"),
+                }
+            )
+        return tag
+
+    def record_call_or_fail(self, tag):
+        """Fail for good while the record is named 'broken', else ``record_call``."""
+        if "broken" in self.mapped("name"):
+            raise FailedJobError(f"{tag}: record is broken")
+        return self.record_call(tag)
+
+    def increment(self, step=1):
+        for record in self:
+            record.counter += step
+        return self.mapped("counter")
+
+    def echo(self, *args, **kwargs):
+        """Return the arguments as received, for round-trip checks."""
+        return args, kwargs
+
+    def fail(self, message="boom"):
+        self.write({"name": "written before failing"})
+        raise ValueError(message)
+
+    def fail_for_good(self, message="fatal"):
+        raise FailedJobError(message)
+
+    def retry_later(self, message="try again", seconds=None, ignore_retry=False):
+        self.write({"name": "written before retrying"})
+        raise RetryableJobError(message, seconds=seconds, ignore_retry=ignore_retry)
+
+    def nothing_to_do(self, message="nothing to do here"):
+        raise NothingToDoJob(message)
+
+    def commit_inside(self):
+        self.env.cr.commit()
+
+    def sleep(self, seconds):
+        time.sleep(seconds)
+
+
+class TestQueueJobLog(models.Model):
+    """One line per run of ``record_call``: what ran, in which order, as whom."""
+
+    _name = "test.queue.job.log"
+    _description = "Runs of test jobs"
+    _order = "id"
+
+    record_id = fields.Many2one("test.queue.job", ondelete="cascade")
+    tag = fields.Char()
+    arguments = fields.Char()
+    job_uuid = fields.Char()
+    run_as_uid = fields.Integer()
+    run_lang = fields.Char()

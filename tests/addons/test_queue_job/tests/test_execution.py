@@ -1,0 +1,204 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+"""Running a stored job: outcomes, retries, user and context, stored arguments."""
+
+from datetime import date, datetime, timedelta
+
+from odoo import fields
+from odoo.tests import new_test_user, tagged
+
+from .job_runner_case import JobRunnerCase
+
+
+@tagged("post_install", "-at_install")
+class TestExecution(JobRunnerCase):
+    def delay(self, method, *args, **properties):
+        return self.job_of(getattr(self.record.with_delay(**properties), method)(*args))
+
+    def seconds_to_eta(self, job):
+        self.env.cr.execute(
+            "SELECT EXTRACT(EPOCH FROM eta - (now() AT TIME ZONE 'UTC')) "
+            "FROM queue_job WHERE id = %s",
+            (job.id,),
+        )
+        return round(self.env.cr.fetchone()[0])
+
+    def test_done_with_result_and_timings(self):
+        job = self.delay("increment", 3)
+        self.run_job(job)
+        self.assertEqual(job.state, "done")
+        self.assertEqual(job.result, "[3]")
+        self.assertEqual(self.record.counter, 3)
+        self.assertTrue(job.date_started <= job.date_done)
+        self.assertGreaterEqual(job.exec_time, 0)
+        self.assertEqual(job.retry, 1, "the retry counter counts tries")
+
+    def test_failure_keeps_traceback_and_rolls_back_the_job(self):
+        job = self.delay("fail", "kaboom")
+        self.run_job(job)
+        self.assertEqual(job.state, "failed")
+        self.assertEqual(job.exc_name, "builtins.ValueError")
+        self.assertEqual(job.exc_message, "kaboom")
+        self.assertIn("Traceback", job.exc_info)
+        self.assertIn("raise ValueError(message)", job.exc_info)
+        self.assertEqual(self.record.name, "test record", "the job's own write is rolled back")
+
+    def test_retry_follows_the_pattern_then_fails(self):
+        # test_queue_job's data: retry_later has pattern {1: 1, 3: 5}
+        job = self.delay("retry_later", "later", max_retries=3)
+        delays = []
+        for _try in range(3):
+            self.run_job(job)
+            if job.state == "pending":
+                delays.append(self.seconds_to_eta(job))
+                self.assertEqual(self.record.name, "test record")
+                self.assertEqual(job.exc_message, "later")
+        self.assertEqual(delays, [1, 1])
+        self.assertEqual(job.state, "failed")
+        self.assertEqual(job.retry, 3)
+        self.assertIn("Max. retries (3) reached", job.exc_message)
+
+    def test_retry_pattern_from_the_third_try(self):
+        job = self.delay("retry_later", "later", max_retries=0)
+        for _try in range(3):
+            self.run_job(job)
+        self.assertEqual(self.seconds_to_eta(job), 5)
+        self.assertEqual(job.state, "pending", "max_retries=0 retries forever")
+
+    def test_retry_with_explicit_seconds_and_ignore_retry(self):
+        job = self.job_of(
+            self.record.with_delay(max_retries=1).retry_later("x", seconds=120, ignore_retry=True)
+        )
+        self.run_job(job)
+        self.assertEqual(job.state, "pending", "an ignored try does not exhaust retries")
+        self.assertEqual(job.retry, 0)
+        self.assertGreater(job.eta, fields.Datetime.now() + timedelta(seconds=100))
+
+    def test_failed_job_error_fails_at_once(self):
+        job = self.delay("fail_for_good", "fatal", max_retries=10)
+        self.run_job(job)
+        self.assertEqual(job.state, "failed")
+        self.assertEqual(job.retry, 1)
+
+    def test_nothing_to_do_is_done_with_message(self):
+        job = self.delay("nothing_to_do", "already handled")
+        self.run_job(job)
+        self.assertEqual((job.state, job.result), ("done", "already handled"))
+
+    def test_commit_is_forbidden_unless_allowed(self):
+        job = self.delay("commit_inside")
+        self.run_job(job)
+        self.assertEqual(job.state, "failed")
+        self.assertIn("commit is forbidden", job.exc_message)
+        self.env.ref("test_queue_job.job_function_commit_inside").allow_commit = True
+        job2 = self.delay("commit_inside")
+        self.run_job(job2)
+        self.assertEqual(job2.state, "done")
+
+    def test_runs_as_the_enqueuing_user_in_their_context(self):
+        user = new_test_user(self.env, "qj_runner_user", groups="base.group_user")
+        record = self.record.with_user(user).with_context(lang="en_US", not_kept=1)
+        job = self.job_of(record.with_delay().record_call("as user"))
+        self.assertEqual(job.user_id, user)
+        self.assertEqual(job.company_id, user.company_id)
+        self.run_job(job)
+        log = self.Log.search([("tag", "=", "as user")])
+        self.assertEqual(log.run_as_uid, user.id)
+        self.assertEqual(log.run_lang, "en_US")
+        self.assertEqual(log.job_uuid, job.uuid)
+        self.assertNotIn("not_kept", job.sudo().records["context"])
+
+    def test_arguments_come_back_as_the_same_objects(self):
+        partners = self.env["res.partner"].search([], limit=2)
+        args = (
+            self.record,
+            partners,
+            date(2026, 1, 2),
+            datetime(2026, 1, 2, 3, 4, 5),
+            {"nested": [1, 2.5, None, True, "é", (3, 4)]},
+        )
+        job = self.job_of(self.record.with_delay().echo(*args, when=date(2026, 5, 6)))
+        self.run_job(job)
+        expected = (
+            self.record,
+            partners,
+            date(2026, 1, 2),
+            datetime(2026, 1, 2, 3, 4, 5),
+            {"nested": [1, 2.5, None, True, "é", [3, 4]]},
+        )
+        self.assertEqual(job.result, str((expected, {"when": date(2026, 5, 6)})))
+
+
+@tagged("post_install", "-at_install")
+class TestEnqueue(JobRunnerCase):
+    def test_options_are_stored(self):
+        eta = datetime(2030, 1, 1, 12, 0)
+        job = self.job_of(
+            self.record.with_delay(
+                priority=3, eta=eta, max_retries=7, channel="root.test", description="Hello"
+            ).record_call("x")
+        )
+        self.assertEqual(
+            (job.priority, job.eta, job.max_retries, job.channel, job.name, job.state),
+            (3, eta, 7, "root.test", "Hello", "pending"),
+        )
+        self.assertEqual(job.model_name, "test.queue.job")
+        self.assertEqual(job.method_name, "record_call")
+        self.assertEqual(job.record_ids, [self.record.id])
+        self.assertEqual(job.job_function_id.name, "<test.queue.job>.record_call")
+
+    def test_eta_as_seconds_or_timedelta(self):
+        before = fields.Datetime.now()
+        in_a_minute = self.job_of(self.record.with_delay(eta=60).record_call("x"))
+        in_an_hour = self.job_of(self.record.with_delay(eta=timedelta(hours=1)).record_call("y"))
+        self.assertAlmostEqual((in_a_minute.eta - before).total_seconds(), 60, delta=5)
+        self.assertAlmostEqual((in_an_hour.eta - before).total_seconds(), 3600, delta=5)
+
+    def test_job_function_created_on_first_use_with_root_channel(self):
+        Function = self.env["queue.job.function"]
+        self.assertFalse(Function.search([("name", "=", "<test.queue.job>.increment")]))
+        job = self.job_of(self.record.with_delay().increment())
+        function = Function.search([("name", "=", "<test.queue.job>.increment")])
+        self.assertEqual(job.job_function_id, function)
+        self.assertEqual(function.channel, "root")
+
+    def test_channel_of_the_job_function(self):
+        job = self.job_of(self.record.with_delay().retry_later())
+        self.assertEqual(job.channel, "root.test")
+
+    def test_identity_key_returns_the_waiting_job(self):
+        first = self.record.with_delay(identity_key="k1").record_call("a")
+        second = self.record.with_delay(identity_key="k1").record_call("b")
+        self.assertEqual(first.id, second.id)
+        self.assertEqual(first.uuid, second.uuid)
+        self.assertEqual(self.Job.search_count([("identity_key", "=", "k1")]), 1)
+        self.run_job(self.job_of(first))
+        third = self.record.with_delay(identity_key="k1").record_call("c")
+        self.assertNotEqual(third.id, first.id, "a done job does not hold its key")
+
+    def test_bad_input_raises_at_the_call_site_and_stores_nothing(self):
+        before = self.Job.search_count([])
+        cases = [
+            ({"priority": -1}, ("x",), ValueError),
+            ({"max_retries": -1}, ("x",), ValueError),
+            ({"eta": "tomorrow"}, ("x",), ValueError),
+            ({"channel": "root.unknown"}, ("x",), Exception),
+            ({}, ("nul\x00byte",), TypeError),
+            ({}, (object(),), TypeError),
+            ({}, ({1: "non-string key"},), TypeError),
+        ]
+        for properties, args, error in cases:
+            with self.subTest(properties=properties, args=args), self.assertRaises(error):
+                self.record.with_delay(**properties).record_call(*args)
+        with self.assertRaises(AttributeError):
+            self.record.with_delay().no_such_method()
+        self.assertEqual(self.Job.search_count([]), before)
+
+    def test_job_of_a_rolled_back_transaction_is_not_stored(self):
+        before = self.Job.search_count([])
+        try:
+            with self.env.cr.savepoint():
+                self.record.with_delay().record_call("rolled back")
+                raise RuntimeError("caller fails")
+        except RuntimeError:
+            pass
+        self.assertEqual(self.Job.search_count([]), before)
