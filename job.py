@@ -435,11 +435,15 @@ class Job:
         )
 
     def execute(self):
-        """Run this claimed job in its cursor's transaction and record the outcome.
+        """Run this claimed job and record the outcome, as the jobrunner does.
 
-        The job's writes and its transition to ``done`` (with the release of
-        its dependents) commit together. On an error the job's writes are
-        rolled back and the outcome is recorded in a transaction of its own.
+        The job's writes and its own move to ``done`` commit together, in
+        Odoo's usual REPEATABLE READ transaction. The release of its
+        dependents, or the record of its failure or retry, follows in a READ
+        COMMITTED transaction, where concurrent workers releasing the same
+        callback queue up on its row instead of failing to serialize (see
+        :func:`transitions.read_committed`). A crash between the two leaves
+        unreleased edges that the runner's rescue releases later.
         """
         cr = self.env.cr
         try:
@@ -448,7 +452,10 @@ class Job:
             except NothingToDoJob as err:
                 result = str(err) or "Nothing to do: job set to done"
             self.env.flush_all()
-            if not transitions.mark_done(cr, [self.id], (STARTED,), result=result):
+            moved = transitions.mark_done(
+                cr, [self.id], (STARTED,), result=result, release=False
+            )
+            if not moved:
                 cr.rollback()
                 _logger.error(
                     "Job %s was no longer started by this worker when it ended "
@@ -457,10 +464,14 @@ class Job:
                 )
                 return
             cr.commit()
+            transitions.read_committed(cr)
+            transitions.release_dependents(cr, [self.id])
+            cr.commit()
         except (RetryableJobError, psycopg2.errors.TransactionRollbackError) as err:
             cr.rollback()
             if isinstance(err, psycopg2.Error):
                 err = RetryableJobError(str(err), seconds=CONCURRENCY_RETRY_INTERVAL)
+            transitions.read_committed(cr)
             self.record_retry(err)
             cr.commit()
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
@@ -468,6 +479,7 @@ class Job:
         except Exception as err:
             cr.rollback()
             _logger.info("Job %s failed", self.uuid, exc_info=True)
+            transitions.read_committed(cr)
             self.record_failure(err, (STARTED,))
             cr.commit()
 

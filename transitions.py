@@ -10,10 +10,11 @@ Invariants kept here:
 
 * ``pending_dependency_count`` of a job is the number of its incoming edges in
   ``queue_job_dependency`` that are not ``released``.
-* An edge is released once, by the statement that moves its dependency into
-  ``done`` and decrements the dependent in the same breath. A second
+* An edge is released once: one statement flips the unreleased edges of done
+  jobs and decrements their dependents in the same breath. A second
   completion of the same job (a redelivery, a double click, a Requeue then
-  done) finds no unreleased edge and counts nothing.
+  done) finds no unreleased edge and counts nothing; a release that a
+  crash left undone can be run again at any time.
 * A job whose counter reaches 0 while waiting becomes ``pending`` in that
   statement; the ``queue_job_notify`` trigger wakes the runners on commit.
 * A job that fails (or is cancelled) for good fails (or cancels) every job
@@ -29,6 +30,8 @@ This module imports nothing from Odoo; it works on an Odoo cursor as on a
 psycopg2 cursor.
 """
 
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+
 from .schema import NOW_UTC
 
 DEPENDENCY_FAILED = "DependencyFailed"
@@ -39,6 +42,10 @@ _CASCADES = {
     "failed": (DEPENDENCY_FAILED, "failed"),
     "cancelled": (DEPENDENCY_CANCELLED, "was cancelled"),
 }
+
+# Incoming edges of job ``j`` whose dependency is not done yet.
+_UNRELEASED = """(SELECT count(*) FROM queue_job_dependency e
+                   WHERE e.job_id = j.id AND NOT e.released)"""
 
 # Seconds from the start of the run to now; kept as is for a job that did not run.
 _EXEC_TIME = f"COALESCE(EXTRACT(EPOCH FROM {NOW_UTC} - date_started), exec_time)"
@@ -79,67 +86,131 @@ _CASCADED_DESCENDANTS = """
 """
 
 
-def _lock(cr, ids, descendants_sql=None, **params):
-    """Lock the jobs ``ids`` and their dependents, in id order."""
-    if descendants_sql:
-        query = f"""
-            WITH RECURSIVE {descendants_sql}
-            SELECT id FROM queue_job
-             WHERE id = ANY(%(ids)s) OR id IN (SELECT id FROM descendants)
-             ORDER BY id FOR NO KEY UPDATE
+def _lock(cr, ids, seeds=None):
+    """Lock the jobs ``ids`` and everything downstream of ``seeds`` (default: ``ids``).
+
+    Downstream is followed through unreleased edges, whatever the states: a
+    superset of what the transitions below may write, locked in one
+    statement, in id order, so that concurrent transitions queue up instead
+    of deadlocking. A seed that is not in ``ids`` is only read: locking it
+    while holding its dependents would take locks out of order.
+    """
+    cr.execute(
         """
-    else:
-        query = """
-            SELECT id FROM queue_job
-             WHERE id = ANY(%(ids)s)
-                OR id IN (SELECT job_id FROM queue_job_dependency
-                           WHERE dependency_id = ANY(%(ids)s) AND NOT released)
-             ORDER BY id FOR NO KEY UPDATE
-        """
-    cr.execute(query, dict(params, ids=list(ids)))
+        WITH RECURSIVE downstream(id) AS (
+            SELECT job_id FROM queue_job_dependency
+             WHERE dependency_id = ANY(%(seeds)s) AND NOT released
+            UNION
+            SELECT e.job_id FROM queue_job_dependency e
+              JOIN downstream d ON e.dependency_id = d.id
+             WHERE NOT e.released
+        )
+        SELECT id FROM queue_job
+         WHERE id = ANY(%(ids)s) OR id IN (SELECT id FROM downstream)
+         ORDER BY id FOR NO KEY UPDATE
+        """,
+        {"ids": list(ids), "seeds": list(ids if seeds is None else seeds)},
+    )
 
 
-def mark_done(cr, ids, from_states, result=None):
-    """Move ``ids`` that are in ``from_states`` to ``done`` and release their dependents.
+def read_committed(cr):
+    """Run the transaction ``cr`` starts next in READ COMMITTED.
 
-    Returns the ids that moved. The release is the same statement as the
-    transition: a job that was not moved releases nothing.
+    Odoo's cursors default to REPEATABLE READ, whose snapshot would hide the
+    releases and claims that concurrent workers commit while this
+    transaction waits for a row lock: it would fail with a serialization
+    error instead of counting on the latest values. The functions of this
+    module rely on READ COMMITTED when several workers race (the form
+    buttons run in Odoo's requests, which retry on serialization errors).
+
+    PostgreSQL only takes this as a transaction's first statement; a cursor
+    already inside a transaction (an Odoo test's savepoint cursor) keeps its
+    level.
+    """
+    if cr.connection.get_transaction_status() == TRANSACTION_STATUS_IDLE:
+        cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+
+def mark_done(cr, ids, from_states, result=None, release=True):
+    """Move ``ids`` that are in ``from_states`` to ``done``; returns the ids that moved.
+
+    With ``release`` (the default), their dependents are released in the same
+    transaction; those that a cascade from these jobs had failed or
+    cancelled wait again first (Set Done on a failed member lets its group's
+    callback run). The runner passes ``release=False`` in the job's own
+    transaction and calls :func:`release_dependents` right after it commits.
     """
     if not ids:
         return []
     _lock(cr, ids)
     cr.execute(
         f"""
-        WITH done AS (
-            UPDATE queue_job
-               SET state = 'done', date_done = {NOW_UTC}, exec_time = {_EXEC_TIME},
-                   result = COALESCE(%(result)s, result),
-                   exc_name = NULL, exc_message = NULL, exc_info = NULL
-             WHERE id = ANY(%(ids)s) AND state = ANY(%(from_states)s)
-         RETURNING id
-        ), released AS (
-            UPDATE queue_job_dependency e
-               SET released = true
-              FROM done
-             WHERE e.dependency_id = done.id AND NOT e.released
-         RETURNING e.job_id
-        ), counts AS (
-            SELECT job_id, count(*) AS n FROM released GROUP BY job_id
-        ), dependents AS (
-            UPDATE queue_job j
-               SET pending_dependency_count = j.pending_dependency_count - c.n,
-                   state = CASE
-                       WHEN j.state = 'wait_dependencies'
-                        AND j.pending_dependency_count = c.n THEN 'pending'
-                       ELSE j.state END
-              FROM counts c
-             WHERE j.id = c.job_id AND j.id NOT IN (SELECT id FROM done)
-        )
-        SELECT id FROM done
+        UPDATE queue_job j
+           SET state = 'done', date_done = {NOW_UTC}, exec_time = {_EXEC_TIME},
+               result = COALESCE(%(result)s, j.result),
+               exc_name = NULL, exc_message = NULL, exc_info = NULL
+          FROM (SELECT id, state FROM queue_job WHERE id = ANY(%(ids)s)) previous
+         WHERE j.id = previous.id AND j.state = ANY(%(from_states)s)
+     RETURNING j.id, previous.state IN ('failed', 'cancelled')
         """,
         {"ids": list(ids), "from_states": list(from_states), "result": result},
     )
-    return [row[0] for row in cr.fetchall()]
+    rows = cr.fetchall()
+    moved = [job_id for job_id, _ended in rows]
+    if release:
+        # Only a job that had failed or been cancelled has cascaded dependents.
+        restored = _restore_cascaded(cr, [job_id for job_id, ended in rows if ended])
+        release_dependents(cr, moved)
+        _recascade(cr, restored)
+    return moved
+
+
+def release_dependents(cr, ids=None):
+    """Release the dependents of the ``done`` jobs among ``ids`` (all done jobs if None).
+
+    One statement flips each unreleased edge of a done job and decrements its
+    dependent by the number of edges flipped; a dependent that reaches 0
+    while waiting becomes pending. An edge already released is not counted
+    again, so calling this twice, or from two workers, is harmless.
+    """
+    if ids is not None and not ids:
+        return
+    scope = "d.id = ANY(%(ids)s)" if ids is not None else "true"
+    # Lock the dependents in id order before updating them (see _lock).
+    cr.execute(
+        f"""
+        SELECT id FROM queue_job
+         WHERE id IN (SELECT e.job_id
+                        FROM queue_job_dependency e
+                        JOIN queue_job d ON d.id = e.dependency_id
+                       WHERE {scope} AND d.state = 'done' AND NOT e.released)
+         ORDER BY id FOR NO KEY UPDATE
+        """,
+        {"ids": list(ids or ())},
+    )
+    cr.execute(
+        f"""
+        WITH released AS (
+            UPDATE queue_job_dependency e
+               SET released = true
+              FROM queue_job d
+             WHERE e.dependency_id = d.id AND {scope}
+               AND d.state = 'done' AND NOT e.released
+         RETURNING e.job_id
+        ), counts AS (
+            SELECT job_id, count(*) AS n FROM released GROUP BY job_id
+        )
+        UPDATE queue_job j
+           SET pending_dependency_count = j.pending_dependency_count - c.n,
+               state = CASE
+                   WHEN j.state = 'wait_dependencies'
+                    AND j.pending_dependency_count = c.n THEN 'pending'
+                   ELSE j.state END
+          FROM counts c
+         WHERE j.id = c.job_id
+        """,
+        {"ids": list(ids or ())},
+    )
 
 
 def _end_with_cascade(cr, ids, from_states, state, exc, causes=()):
@@ -148,8 +219,7 @@ def _end_with_cascade(cr, ids, from_states, state, exc, causes=()):
     if not ids and not causes:
         return []
     marker, verb = _CASCADES[state]
-    seeds = list(ids) + list(causes)
-    _lock(cr, seeds, _WAITING_DESCENDANTS)
+    _lock(cr, ids, seeds=[*ids, *causes])
     seeded = "ARRAY(SELECT id FROM ended) || %(causes)s::int[]"
     cr.execute(
         f"""
@@ -215,51 +285,57 @@ def requeue(cr, ids, from_states):
 
     A job goes back to ``pending``, or to ``wait_dependencies`` when some of
     its dependencies are not done yet. Dependents that a cascade from these
-    jobs had failed or cancelled wait again, with counters recomputed from
-    their edges; those that still wait on another failed or cancelled job
-    are failed or cancelled again by that job. Returns the ids that moved.
+    jobs had failed or cancelled wait again (:func:`_restore_cascaded`).
+    Returns the ids that moved.
     """
     if not ids:
         return []
-    markers = [marker for marker, _verb in _CASCADES.values()]
-    _lock(cr, ids, _CASCADED_DESCENDANTS, markers=markers)
-    unreleased = """(SELECT count(*) FROM queue_job_dependency e
-                      WHERE e.job_id = j.id AND NOT e.released)"""
+    _lock(cr, ids)
     cr.execute(
         f"""
-        WITH RECURSIVE requeued AS (
-            UPDATE queue_job j
-               SET state = CASE WHEN {unreleased} > 0
-                                THEN 'wait_dependencies' ELSE 'pending' END,
-                   pending_dependency_count = {unreleased},
-                   retry = 0, eta = NULL, date_done = NULL, date_started = NULL,
-                   date_enqueued = NULL, exec_time = NULL, result = NULL,
-                   exc_name = NULL, exc_message = NULL, exc_info = NULL
-             WHERE j.id = ANY(%(ids)s) AND j.state = ANY(%(from_states)s)
-         RETURNING j.id
-        ), {_CASCADED_DESCENDANTS.replace("%(ids)s", "ARRAY(SELECT id FROM requeued)")},
-        restored AS (
-            UPDATE queue_job j
-               SET state = 'wait_dependencies',
-                   pending_dependency_count = {unreleased},
-                   date_done = NULL, exc_name = NULL, exc_message = NULL,
-                   exc_info = NULL
-             WHERE j.id IN (SELECT id FROM descendants)
-               AND j.id NOT IN (SELECT id FROM requeued)
-         RETURNING j.id
-        )
-        SELECT id, true FROM requeued UNION ALL SELECT id, false FROM restored
+        UPDATE queue_job j
+           SET state = CASE WHEN {_UNRELEASED} > 0
+                            THEN 'wait_dependencies' ELSE 'pending' END,
+               pending_dependency_count = {_UNRELEASED},
+               retry = 0, eta = NULL, date_done = NULL, date_started = NULL,
+               date_enqueued = NULL, exec_time = NULL, result = NULL,
+               exc_name = NULL, exc_message = NULL, exc_info = NULL
+         WHERE j.id = ANY(%(ids)s) AND j.state = ANY(%(from_states)s)
+     RETURNING j.id
         """,
-        {"ids": list(ids), "from_states": list(from_states), "markers": markers},
+        {"ids": list(ids), "from_states": list(from_states)},
     )
-    rows = cr.fetchall()
-    waiting = [job_id for job_id, _ in rows]
-    _recascade(cr, waiting)
-    return [job_id for job_id, is_requeued in rows if is_requeued]
+    requeued = [row[0] for row in cr.fetchall()]
+    restored = _restore_cascaded(cr, requeued)
+    _recascade(cr, requeued + restored)
+    return requeued
+
+
+def _restore_cascaded(cr, ids):
+    """Give the dependents that a cascade from ``ids`` failed or cancelled their
+    waiting state back, with counters recomputed from their edges.
+
+    Returns their ids; the caller holds the locks (see :func:`_lock`).
+    """
+    if not ids:
+        return []
+    cr.execute(
+        f"""
+        WITH RECURSIVE {_CASCADED_DESCENDANTS}
+        UPDATE queue_job j
+           SET state = 'wait_dependencies',
+               pending_dependency_count = {_UNRELEASED},
+               date_done = NULL, exc_name = NULL, exc_message = NULL, exc_info = NULL
+         WHERE j.id IN (SELECT id FROM descendants) AND j.id <> ALL(%(ids)s)
+     RETURNING j.id
+        """,
+        {"ids": list(ids), "markers": [marker for marker, _verb in _CASCADES.values()]},
+    )
+    return [row[0] for row in cr.fetchall()]
 
 
 def _recascade(cr, waiting_ids):
-    """Fail or cancel again the jobs of ``waiting_ids`` whose dependency is still failed."""
+    """Fail or cancel again the jobs of ``waiting_ids`` that wait on a failed or cancelled job."""
     if not waiting_ids:
         return
     cr.execute(

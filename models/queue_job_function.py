@@ -1,4 +1,5 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+import json
 import logging
 import re
 from collections import namedtuple
@@ -6,6 +7,8 @@ from collections import namedtuple
 import psycopg2
 
 from odoo import api, exceptions, fields, models, tools
+from odoo.exceptions import ConcurrencyError
+from odoo.tools import mute_logger
 
 _logger = logging.getLogger(__name__)
 
@@ -16,6 +19,10 @@ JobConfig = namedtuple(
     "channel retry_pattern related_action_enable related_action_func_name "
     "related_action_kwargs job_function_id allow_commit",
 )
+
+
+def _json_text(value):
+    return json.dumps(value, indent=2) if value else False
 
 
 class QueueJobFunction(models.Model):
@@ -55,6 +62,23 @@ class QueueJobFunction(models.Model):
         "is all or nothing: a failed try leaves nothing behind",
     )
 
+    # The form edits the two JSON settings as text.
+    edit_retry_pattern = fields.Text(
+        string="Retry Pattern (JSON)",
+        compute="_compute_edit_settings",
+        inverse="_inverse_edit_retry_pattern",
+        help='Seconds to wait before a retry, from a number of tries on, e.g. '
+        '{"1": 10, "5": 60, "10": 300}. Empty: retry after 10 minutes',
+    )
+    edit_related_action = fields.Text(
+        string="Related Action (JSON)",
+        compute="_compute_edit_settings",
+        inverse="_inverse_edit_related_action",
+        help='Empty: the button opens the records of the job. {"enable": false} '
+        'hides it; {"func_name": "method_of_queue_job", "kwargs": {...}} calls '
+        "that method of the job instead",
+    )
+
     _name_uniq = models.Constraint("UNIQUE(name)", "A job function with this name already exists")
 
     @staticmethod
@@ -66,6 +90,34 @@ class QueueJobFunction(models.Model):
         for function in self:
             if function.model_id and function.method:
                 function.name = self.job_function_name(function.model_id.model, function.method)
+
+    @api.depends("retry_pattern", "related_action")
+    def _compute_edit_settings(self):
+        for function in self:
+            function.edit_retry_pattern = _json_text(function.retry_pattern)
+            function.edit_related_action = _json_text(function.related_action)
+
+    def _inverse_edit_retry_pattern(self):
+        for function in self:
+            function.retry_pattern = function._parse_json_setting(
+                function.edit_retry_pattern, self.env._("Retry pattern")
+            )
+
+    def _inverse_edit_related_action(self):
+        for function in self:
+            function.related_action = function._parse_json_setting(
+                function.edit_related_action, self.env._("Related action")
+            )
+
+    def _parse_json_setting(self, text, label):
+        if not (text or "").strip():
+            return False
+        try:
+            return json.loads(text)
+        except ValueError as err:
+            raise exceptions.ValidationError(
+                self.env._("%(setting)s is not valid JSON: %(error)s", setting=label, error=err)
+            ) from None
 
     @api.constrains("retry_pattern")
     def _check_retry_pattern(self):
@@ -110,6 +162,10 @@ class QueueJobFunction(models.Model):
         if config is None:
             self._create_on_first_use(name)
             config = self._job_config(name)
+        if config is None:
+            # Created by a concurrent transaction that our snapshot cannot
+            # see yet: Odoo retries the whole transaction on this error.
+            raise ConcurrencyError(f"Job function {name} was created concurrently")
         return config
 
     @tools.ormcache("name")
@@ -133,7 +189,7 @@ class QueueJobFunction(models.Model):
         # A concurrent transaction may create the same function: the unique
         # constraint decides, and the loser uses the winner's record.
         try:
-            with self.env.cr.savepoint():
+            with mute_logger("odoo.sql_db"), self.env.cr.savepoint():
                 self.sudo().create(
                     {"model_id": self.env["ir.model"]._get_id(model_name), "method": method}
                 )
