@@ -1,5 +1,6 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
 from . import models
+from . import wizards
 
 
 def post_load():

@@ -232,11 +232,10 @@ def _delay_graph(heads):
         job_.depends_on = {jobs[dep] for dep in node._depends_on}
         job_.reverse_depends_on = {jobs[dep] for dep in node._reverse_depends_on}
         node._generated_job = job_
-    env = nodes[0].recordset.env
     if any(must_run_without_delay(job_.env) for job_ in jobs.values()):
-        run_inline(env, list(jobs.values()))
+        run_inline(list(jobs.values()))  # topological order
     else:
-        Job.store_many(env, list(jobs.values()))
+        Job.store_many(nodes[0].recordset.env, list(jobs.values()))
     return nodes[0]._generated_job if len(nodes) == 1 else None
 
 

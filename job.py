@@ -497,27 +497,20 @@ def execute_claimed_job(cr, job_id):
     Job._from_record(record).execute()
 
 
-def run_inline(env, jobs):
-    """Run ``jobs`` (not stored) now, in dependency order, in ``env``'s transaction.
+def run_inline(jobs):
+    """Run ``jobs`` (not stored, in dependency order) now, in the caller's transaction.
 
     The no-delay mode (``QUEUE_JOB__NO_DELAY`` or the ``queue_job__no_delay``
     context key): errors propagate to the caller as they would without jobs.
     """
-    done = set()
-    pending = list(jobs)
-    while pending:
-        ready = [job_ for job_ in pending if job_.depends_on <= done]
-        if not ready:
-            raise ValueError("the job graph has a cycle")
-        for job_ in ready:
-            job_.perform()
-            job_.state = DONE
-            done.add(job_)
-            pending.remove(job_)
+    for job_ in jobs:
+        job_.result = job_.perform()
+        job_.state = DONE
 
 
 def must_run_without_delay(env):
     """True when jobs run inline instead of being stored (OCA's switches)."""
-    return bool(
-        os.environ.get("QUEUE_JOB__NO_DELAY") or env.context.get("queue_job__no_delay")
-    )
+    if os.environ.get("QUEUE_JOB__NO_DELAY"):
+        _logger.warning("QUEUE_JOB__NO_DELAY is set: jobs run inline, none is stored")
+        return True
+    return bool(env.context.get("queue_job__no_delay"))

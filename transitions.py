@@ -86,7 +86,7 @@ _CASCADED_DESCENDANTS = """
 """
 
 
-def _lock(cr, ids, seeds=None):
+def _lock(cr, ids, seeds=None, with_causes=False):
     """Lock the jobs ``ids`` and everything downstream of ``seeds`` (default: ``ids``).
 
     Downstream is followed through unreleased edges, whatever the states: a
@@ -94,6 +94,10 @@ def _lock(cr, ids, seeds=None):
     statement, in id order, so that concurrent transitions queue up instead
     of deadlocking. A seed that is not in ``ids`` is only read: locking it
     while holding its dependents would take locks out of order.
+
+    ``with_causes`` also locks what is downstream of the failed or cancelled
+    jobs that these jobs still wait on: what :func:`_recascade` may fail
+    again after a restore, so that it takes no lock of its own later.
     """
     cr.execute(
         """
@@ -104,12 +108,31 @@ def _lock(cr, ids, seeds=None):
             SELECT e.job_id FROM queue_job_dependency e
               JOIN downstream d ON e.dependency_id = d.id
              WHERE NOT e.released
+        ), causes(id) AS (
+            SELECT e.dependency_id
+              FROM queue_job_dependency e
+              JOIN queue_job dep ON dep.id = e.dependency_id
+             WHERE %(with_causes)s AND NOT e.released
+               AND dep.state IN ('failed', 'cancelled')
+               AND (e.job_id = ANY(%(ids)s) OR e.job_id IN (SELECT id FROM downstream))
+        ), further(id) AS (
+            SELECT job_id FROM queue_job_dependency
+             WHERE dependency_id IN (SELECT id FROM causes) AND NOT released
+            UNION
+            SELECT e.job_id FROM queue_job_dependency e
+              JOIN further f ON e.dependency_id = f.id
+             WHERE NOT e.released
         )
         SELECT id FROM queue_job
          WHERE id = ANY(%(ids)s) OR id IN (SELECT id FROM downstream)
+            OR id IN (SELECT id FROM further)
          ORDER BY id FOR NO KEY UPDATE
         """,
-        {"ids": list(ids), "seeds": list(ids if seeds is None else seeds)},
+        {
+            "ids": list(ids),
+            "seeds": list(ids if seeds is None else seeds),
+            "with_causes": with_causes,
+        },
     )
 
 
@@ -142,7 +165,10 @@ def mark_done(cr, ids, from_states, result=None, release=True):
     """
     if not ids:
         return []
-    _lock(cr, ids)
+    # Without the release (the runner's job transaction, in REPEATABLE READ)
+    # only the job itself is written: locking its dependents there would
+    # fail to serialize when a sibling has just released them.
+    _lock(cr, ids, seeds=ids if release else (), with_causes=release)
     cr.execute(
         f"""
         UPDATE queue_job j
@@ -188,6 +214,9 @@ def release_dependents(cr, ids=None):
         """,
         {"ids": list(ids or ())},
     )
+    if not cr.fetchall():
+        # Nothing to release: an UPDATE would still NOTIFY every runner.
+        return
     cr.execute(
         f"""
         WITH released AS (
@@ -290,7 +319,7 @@ def requeue(cr, ids, from_states):
     """
     if not ids:
         return []
-    _lock(cr, ids)
+    _lock(cr, ids, with_causes=True)
     cr.execute(
         f"""
         UPDATE queue_job j

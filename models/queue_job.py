@@ -1,9 +1,11 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
 import logging
 
-from odoo import api, exceptions, fields, models
+from odoo import SUPERUSER_ID, api, exceptions, fields, models
+from odoo.tools import SQL
 
 from .. import schema, transitions
+from ..jobrunner import claim
 from ..exception import NothingToDoJob
 from ..job import (
     CANCELLED,
@@ -45,6 +47,7 @@ class QueueJob(models.Model):
     _order = "date_created DESC, id DESC"
 
     _removal_interval = 30  # days, default of a channel's removal interval
+    _removal_batch_size = 1000  # jobs the autovacuum deletes per transaction
 
     # Only the actions below may change these; see write().
     _protected_fields = frozenset(
@@ -112,11 +115,28 @@ class QueueJob(models.Model):
         default=0,
         help="Dependencies not done yet; the job becomes pending at 0",
     )
+    related_action_enable = fields.Boolean(
+        string="Related Action Enabled", compute="_compute_related_action_enable"
+    )
+    graph_job_count = fields.Integer(string="Graph Jobs", compute="_compute_graph_job_count")
 
     _uuid_uniq = models.Constraint("UNIQUE(uuid)", "A job with this UUID already exists")
 
     def init(self):
         schema.ensure(self.env.cr)
+
+    def _compute_related_action_enable(self):
+        for job in self:
+            job.related_action_enable = job._job_function_config().related_action_enable
+
+    @api.depends("graph_uuid")
+    def _compute_graph_job_count(self):
+        graph_uuids = [uuid for uuid in self.mapped("graph_uuid") if uuid]
+        counts = dict(
+            self._read_group([("graph_uuid", "in", graph_uuids)], ["graph_uuid"], ["__count"])
+        )
+        for job in self:
+            job.graph_job_count = counts.get(job.graph_uuid, 0)
 
     # ------------------------------------------------------------------
     # Protection: jobs are not created nor edited through the ORM
@@ -214,36 +234,67 @@ class QueueJob(models.Model):
         skipped.
         """
         started = self._transition(transitions.start, RUN_NOW_FROM)
-        for record in started:
-            job_ = Job._from_record(record.sudo())
-            try:
-                with self.env.cr.savepoint():
-                    try:
-                        result = job_.perform()
-                    except NothingToDoJob as err:
-                        result = str(err) or None
-                    self.env.flush_all()
-            except Exception as err:  # noqa: BLE001 - the job's own failure is recorded
-                _logger.info("Job %s failed (Run Now)", job_.uuid, exc_info=True)
-                job_.record_failure(err, (STARTED,))
-                continue
-            transitions.mark_done(
-                self.env.cr, [record.id], (STARTED,), result=job_._result_text(result)
-            )
+        cr = self.env.cr
+        # Started jobs need their liveness lock, as in the runner: a job
+        # allowed to commit would otherwise show 'started' with no lock and be
+        # rescued while it runs. Once unlocked, the row locks of their final
+        # transition hold off a rescue until this transaction commits.
+        for job_id in started.ids:
+            claim.hold_job(cr, job_id)
+        try:
+            for record in started:
+                self._run_started(Job._from_record(record.sudo()))
+        finally:
+            for job_id in started.ids:
+                claim.release_job(cr, job_id)
         self.invalidate_model()
         return self._action_result(started, self.env._("%s job(s) run."))
+
+    def _run_started(self, job_):
+        """Run ``job_`` (started) in a savepoint and record its outcome."""
+        try:
+            with self.env.cr.savepoint():
+                try:
+                    result = job_.perform()
+                except NothingToDoJob as err:
+                    result = str(err) or None
+                self.env.flush_all()
+        except Exception as err:  # noqa: BLE001 - the job's own failure is recorded
+            _logger.info("Job %s failed (Run Now)", job_.uuid, exc_info=True)
+            job_.record_failure(err, (STARTED,))
+            return
+        transitions.mark_done(
+            self.env.cr, [job_.id], (STARTED,), result=job_._result_text(result)
+        )
 
     # ------------------------------------------------------------------
     # Related action and notifications
     # ------------------------------------------------------------------
 
+    def _job_function_config(self):
+        """The :class:`JobConfig` of the job's function."""
+        self.ensure_one()
+        functions = self.env["queue.job.function"]
+        return functions.job_config(
+            self.job_function_id.name
+            or functions.job_function_name(self.model_name, self.method_name)
+        )
+
+    def action_open_graph_jobs(self):
+        """The jobs of this job's graph, as a removable search facet."""
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Jobs of the Graph"),
+            "res_model": "queue.job",
+            "view_mode": "list,form",
+            "views": [(False, "list"), (False, "form")],
+            "context": {"search_default_graph_uuid": self.graph_uuid},
+        }
+
     def open_related_action(self):
         """The action of the job function's related action (default: open the records)."""
-        self.ensure_one()
-        config = self.env["queue.job.function"].job_config(
-            self.job_function_id.name
-            or self.env["queue.job.function"].job_function_name(self.model_name, self.method_name)
-        )
+        config = self._job_function_config()
         if not config.related_action_enable:
             return None
         method = getattr(self, config.related_action_func_name or "related_action_open_record")
@@ -271,14 +322,74 @@ class QueueJob(models.Model):
         return action
 
     def _message_failed_job(self):
-        """Tell the job's user and the queue managers that the job failed."""
+        """Tell the job's user and the queue managers that the job failed.
+
+        Posted with the "Job Failed" subtype, which followers can mute.
+        """
         self.ensure_one()
-        managers = self.env.ref(MANAGER_GROUP).sudo().all_user_ids
-        partners = (self.user_id | managers).partner_id
-        self.message_subscribe(partner_ids=partners.ids)
-        self.message_post(
-            body=self.env._(
-                "The job failed: %(exception)s", exception=self.exc_message or self.exc_name
+        # As OdooBot: the runner fails a job in an environment of the job's
+        # user, and mail never notifies the user who posts a message.
+        job = self.with_user(SUPERUSER_ID)
+        managers = job.env.ref(MANAGER_GROUP).all_user_ids
+        job.message_subscribe(partner_ids=(job.user_id | managers).partner_id.ids)
+        job.message_post(
+            body=job.env._(
+                "The job failed: %(exception)s", exception=job.exc_message or job.exc_name
             ),
-            subtype_xmlid="mail.mt_comment",
+            subtype_xmlid="queue_job.mt_job_failed",
         )
+
+    # ------------------------------------------------------------------
+    # Clean-up
+    # ------------------------------------------------------------------
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_awaited(self):
+        """A job others still wait for cannot go: they would wait forever."""
+        self.env.cr.execute(
+            """
+            SELECT 1 FROM queue_job_dependency e JOIN queue_job j ON j.id = e.job_id
+             WHERE e.dependency_id = ANY(%(ids)s) AND NOT e.released
+               AND j.state = 'wait_dependencies' AND NOT j.id = ANY(%(ids)s)
+             LIMIT 1
+            """,
+            {"ids": self.ids},
+        )
+        if self.env.cr.fetchone():
+            raise exceptions.UserError(
+                self.env._(
+                    "Some of these jobs are awaited by other jobs: delete those "
+                    "too, or cancel the jobs first."
+                )
+            )
+
+    @api.autovacuum
+    def _gc_old_jobs(self):
+        """Delete done and cancelled jobs older than their channel's removal interval.
+
+        Jobs of a channel that no longer exists follow root's interval. One
+        batch per call: the autovacuum commits, then calls again while this
+        returns that jobs are left, so a large backlog never makes one huge
+        transaction.
+        """
+        self.env.flush_all()
+        root_interval = self.env.ref("queue_job.channel_root").removal_interval
+        self.env.cr.execute(
+            SQL(
+                """
+                SELECT j.id FROM queue_job j
+                  LEFT JOIN queue_job_channel c ON c.complete_name = j.channel
+                 WHERE j.state IN ('done', 'cancelled')
+                   AND j.date_done < %(now)s
+                       - make_interval(days => COALESCE(c.removal_interval, %(root)s))
+                 LIMIT %(limit)s
+                """,
+                now=SQL(schema.NOW_UTC),
+                root=root_interval,
+                limit=self._removal_batch_size + 1,
+            )
+        )
+        ids = [row[0] for row in self.env.cr.fetchall()]
+        batch = ids[: self._removal_batch_size]
+        self.browse(batch).sudo().unlink()
+        return len(batch), len(ids) > len(batch)

@@ -1,5 +1,11 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+import re
+
 from odoo import api, exceptions, fields, models, tools
+
+from ..job import PENDING
+from ..jobrunner.channels import ChannelsConfigError, configured_channels
+from ..schema import RUNNING_STATES
 
 
 class QueueJobChannel(models.Model):
@@ -23,6 +29,26 @@ class QueueJobChannel(models.Model):
         required=True,
         help="Days after which done and cancelled jobs of this channel are deleted",
     )
+    # Live figures, computed on read: they are the runner's configuration and
+    # the jobs' states at this moment, not data to store.
+    capacity = fields.Integer(
+        compute="_compute_capacity",
+        help="Jobs of this channel and its sub-channels that may run at once, "
+        "from the jobrunner's channels setting (ODOO_QUEUE_JOB_CHANNELS or "
+        "the channels key of the [queue_job] section of the Odoo configuration file)",
+    )
+    capacity_note = fields.Char(compute="_compute_capacity")
+    running_job_count = fields.Integer(
+        string="Running Jobs",
+        compute="_compute_job_counts",
+        help="Enqueued or started jobs of this channel and its sub-channels: "
+        "the slots of its capacity in use",
+    )
+    pending_job_count = fields.Integer(
+        string="Pending Jobs",
+        compute="_compute_job_counts",
+        help="Jobs of this channel and its sub-channels ready to run",
+    )
 
     _name_uniq = models.Constraint(
         "UNIQUE(complete_name)", "A channel with this name already exists"
@@ -33,6 +59,68 @@ class QueueJobChannel(models.Model):
         for channel in self:
             parent = channel.parent_id.complete_name
             channel.complete_name = f"{parent}.{channel.name}" if parent else channel.name
+
+    def _compute_capacity(self):
+        try:
+            channels = configured_channels(tools.config["config"])
+        except ChannelsConfigError as err:
+            self.capacity = 0
+            self.capacity_note = str(err)
+            return
+        for channel in self:
+            channel.capacity = channels.capacities.get(channel.complete_name, 0)
+            if channel.capacity:
+                channel.capacity_note = False
+                continue
+            # An unconfigured channel shares the slots of its nearest configured ancestor.
+            shared = channels.channel_of(channel.complete_name)
+            channel.capacity_note = self.env._(
+                "Not configured: its jobs use the capacity of %(channel)s (%(capacity)s)",
+                channel=shared,
+                capacity=channels.capacities[shared],
+            )
+
+    def _compute_job_counts(self):
+        for channel in self:
+            if not channel.complete_name:  # a channel being created in a form
+                channel.running_job_count = channel.pending_job_count = 0
+                continue
+            counts = dict(
+                self.env["queue.job"]._read_group(
+                    channel._jobs_domain() + [("state", "in", (*RUNNING_STATES, PENDING))],
+                    ["state"],
+                    ["__count"],
+                )
+            )
+            channel.running_job_count = sum(counts.get(state, 0) for state in RUNNING_STATES)
+            channel.pending_job_count = counts.get(PENDING, 0)
+
+    def _jobs_domain(self):
+        """Jobs of this channel and of its sub-channels."""
+        self.ensure_one()
+        # '=like' would read '_' and '%' of a channel name as wildcards.
+        escaped = re.sub(r"([\\_%])", r"\\\1", self.complete_name)
+        return ["|", ("channel", "=", self.complete_name), ("channel", "=like", escaped + ".%")]
+
+    def _action_open_jobs(self, name, states):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": name,
+            "res_model": "queue.job",
+            "view_mode": "list,form",
+            "domain": self._jobs_domain() + [("state", "in", states)],
+        }
+
+    def action_open_running_jobs(self):
+        return self._action_open_jobs(
+            self.env._("Running Jobs of %s", self.complete_name), list(RUNNING_STATES)
+        )
+
+    def action_open_pending_jobs(self):
+        return self._action_open_jobs(
+            self.env._("Pending Jobs of %s", self.complete_name), [PENDING]
+        )
 
     @api.constrains("parent_id", "name")
     def _check_parent(self):

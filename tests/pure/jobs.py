@@ -1,6 +1,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
 """Helpers to insert jobs and edges the way the addon stores them."""
 
+import time
 import uuid
 
 
@@ -103,3 +104,16 @@ def counter_mismatches(cr):
         """
     )
     return cr.fetchall()
+
+
+def wait_until_blocked(conn, pid, timeout=10, unless=None):
+    """Wait until the backend ``pid`` waits on a lock (``conn``: autocommit, to look),
+    or until ``unless()`` is true."""
+    deadline = time.monotonic() + timeout
+    with conn.cursor() as cr:
+        while time.monotonic() < deadline:
+            cr.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,))
+            if cr.fetchone()[0] == "Lock" or (unless is not None and unless()):
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"backend {pid} never blocked on a lock")

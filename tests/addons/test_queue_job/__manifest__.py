@@ -11,5 +11,10 @@
         "security/ir.model.access.csv",
         "data/queue_job_test_data.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "test_queue_job/static/tests/tours/**/*",
+        ],
+    },
     "installable": True,
 }

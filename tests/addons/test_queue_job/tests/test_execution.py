@@ -16,7 +16,7 @@ class TestExecution(JobRunnerCase):
 
     def seconds_to_eta(self, job):
         self.env.cr.execute(
-            "SELECT EXTRACT(EPOCH FROM eta - (now() AT TIME ZONE 'UTC')) "
+            "SELECT EXTRACT(EPOCH FROM eta - (clock_timestamp() AT TIME ZONE 'UTC')) "
             "FROM queue_job WHERE id = %s",
             (job.id,),
         )

@@ -1,0 +1,193 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+"""The SQL through which runners share the queue: claim a job, release it, rescue orphans.
+
+PostgreSQL is the only coordinator between runner processes, on any number
+of hosts. Two advisory locks, both in :data:`LOCK_NAMESPACE`, carry it:
+
+* the *claim lock*, ``(LOCK_NAMESPACE, 0)``, held for the length of a claim
+  (or rescue) transaction, so that claims happen one after the other: each
+  one counts the running jobs that the previous ones committed, and channel
+  capacities hold across processes;
+* a job's *liveness lock*, ``(LOCK_NAMESPACE, job id)``, a session lock taken
+  by the claim on the executor's connection *before* the claim commits, and
+  released after the job's outcome is committed. A job that is ``started``
+  while nobody holds its liveness lock therefore lost its worker (process
+  killed, host gone, connection cut): :func:`rescue_orphans` puts it back.
+  No guess about how long a job may run is involved.
+
+Each function takes a DB-API cursor (an Odoo cursor or a psycopg2 one) and
+leaves the transaction open: the caller commits. The claim and the rescue
+start their transaction (see ``_lock_claims``).
+"""
+
+from .. import transitions
+from ..schema import NOW_UTC, RUNNING_STATES
+from .channels import ROOT
+
+#: First key of every advisory lock of the runners: an arbitrary int4 that
+#: nothing else on the database may use as the first of two keys.
+LOCK_NAMESPACE = 1_903_520_354
+#: Second key of the claim lock; job ids start at 1.
+_CLAIM_KEY = 0
+
+#: ``exc_name`` of a job whose worker died while running it.
+WORKER_DIED = "WorkerDied"
+
+# Spelled as the predicate of queue_job_running_idx, so the planner uses it.
+_RUNNING = "state IN ({})".format(", ".join(f"'{state}'" for state in RUNNING_STATES))
+
+
+def _lock_claims(cr):
+    # In Odoo's REPEATABLE READ, the snapshot would be taken by the statement
+    # that waits for the claim lock: the claim would not see the claims
+    # committed while it waited, and would overfill channels. In READ
+    # COMMITTED each statement after the lock sees every earlier claim.
+    transitions.read_committed(cr)
+    cr.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, _CLAIM_KEY))
+
+
+def claim_job(cr, channels):
+    """Start the next runnable job and take its liveness lock on ``cr``'s connection.
+
+    Runnable: pending, eta reached, and neither its channel nor any ancestor
+    full (see :class:`~.channels.Channels`). Jobs go by priority, then age.
+    The retry count is a count of tries: the claim increments it. Return the
+    job id, or None when nothing is runnable.
+    """
+    _lock_claims(cr)
+    cr.execute(f"SELECT channel, count(*) FROM queue_job WHERE {_RUNNING} GROUP BY channel")
+    full = channels.full_channels(dict(cr.fetchall()))
+    if ROOT in full:
+        return None
+    # Full channels are excluded in the scan itself, with everything under
+    # them: a full channel's backlog ahead in the order cannot hide the jobs
+    # of other channels. NO KEY UPDATE is the lock the UPDATE needs; SKIP
+    # LOCKED passes over a job that a user's transaction holds, instead of
+    # making every claim wait for it.
+    cr.execute(
+        f"""
+        SELECT id FROM queue_job
+         WHERE state = 'pending' AND (eta IS NULL OR eta <= {NOW_UTC})
+           AND NOT EXISTS (
+               SELECT 1 FROM unnest(%(full)s::varchar[]) AS f(name)
+                WHERE channel = f.name OR starts_with(channel, f.name || '.'))
+         ORDER BY priority, date_created, id
+         LIMIT 1
+           FOR NO KEY UPDATE SKIP LOCKED
+        """,
+        {"full": sorted(full)},
+    )
+    row = cr.fetchone()
+    # No UPDATE without a job: the notify trigger fires per statement, and
+    # would wake every runner for a claim that found nothing.
+    if row is None:
+        return None
+    [job_id] = row
+    cr.execute(
+        f"""
+        UPDATE queue_job
+           SET state = 'started', date_enqueued = {NOW_UTC},
+               date_started = {NOW_UTC}, retry = retry + 1
+         WHERE id = %s
+        """,
+        (job_id,),
+    )
+    hold_job(cr, job_id)
+    return job_id
+
+
+def hold_job(cr, job_id):
+    """Take the liveness lock of ``job_id`` on ``cr``'s connection.
+
+    Whoever moves a job to ``started`` must hold it before that commits, or
+    the rescue takes the job for an orphan.
+    """
+    cr.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, job_id))
+
+
+def release_job(cr, job_id):
+    """Drop the liveness lock of ``job_id`` once its outcome is committed.
+
+    Odoo's pool would drop it too, but only when it lends the connection
+    again (its reset discards session state): until then a job put back to
+    pending would look alive to the rescue, and block the claim that picks it
+    up. Return False if this session did not hold the lock.
+    """
+    cr.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, job_id))
+    return cr.fetchone()[0]
+
+
+def rescue_orphans(cr):
+    """Put back the running jobs whose worker died; return (requeued ids, failed ids).
+
+    A job with tries left goes back to pending, to run again at once (its
+    retry count already holds the try that died). A job that used its last
+    try fails, and so do the jobs waiting on it (max_retries 0: unlimited).
+    Also releases the dependents of done jobs whose worker died between the
+    commit of the job and the release of its dependents.
+    """
+    # Under the claim lock, no job can be claimed (and so become alive under
+    # a new lock) between the read of pg_locks below and the updates.
+    _lock_claims(cr)
+    # pg_locks is read after the statement's snapshot is taken: a job seen
+    # running here had its lock taken before, so a missing lock means its
+    # worker is gone, or that the job ended in between. The transitions only
+    # move jobs that are still enqueued/started when they update them (the
+    # row is re-read then), so a job that ended meanwhile is left as it ended.
+    cr.execute(
+        f"""
+        WITH held AS MATERIALIZED (
+            SELECT objid FROM pg_locks
+             WHERE locktype = 'advisory' AND granted AND objsubid = 2
+               AND classid = %(namespace)s::oid
+               AND database = (SELECT oid FROM pg_database
+                                WHERE datname = current_database())
+        )
+        SELECT id, max_retries > 0 AND retry >= max_retries
+          FROM queue_job
+         WHERE {_RUNNING}
+           AND NOT EXISTS (SELECT 1 FROM held WHERE held.objid = queue_job.id::oid)
+        """,
+        {"namespace": LOCK_NAMESPACE},
+    )
+    rows = cr.fetchall()
+    exhausted = [job_id for job_id, no_try_left in rows if no_try_left]
+    retryable = [job_id for job_id, no_try_left in rows if not no_try_left]
+    requeued = transitions.retry_later(
+        cr,
+        retryable,
+        0,
+        exc_name=WORKER_DIED,
+        exc_message="worker died while running the job; requeued",
+    )
+    failed = transitions.mark_failed(
+        cr,
+        exhausted,
+        RUNNING_STATES,
+        exc_name=WORKER_DIED,
+        exc_message="worker died while running the job, which had no try left",
+    )
+    # A done job whose edges are not released: its worker died between the
+    # job's commit and the release of its dependents (releasing twice is
+    # harmless, should that worker still be at it).
+    cr.execute(
+        """
+        SELECT DISTINCT e.dependency_id
+          FROM queue_job_dependency e JOIN queue_job d ON d.id = e.dependency_id
+         WHERE NOT e.released AND d.state = 'done'
+        """
+    )
+    transitions.release_dependents(cr, [job_id for (job_id,) in cr.fetchall()])
+    return requeued, failed
+
+
+def seconds_until_next_eta(cr):
+    """Seconds (database clock) until the earliest future eta of a pending job, or None."""
+    cr.execute(
+        f"""
+        SELECT EXTRACT(EPOCH FROM min(eta) - {NOW_UTC})
+          FROM queue_job WHERE state = 'pending' AND eta > {NOW_UTC}
+        """
+    )
+    seconds = cr.fetchone()[0]
+    return None if seconds is None else float(seconds)

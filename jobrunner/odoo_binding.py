@@ -1,0 +1,49 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+"""The runner's Odoo side: databases and connections as Odoo is configured, jobs run by the ORM."""
+
+import threading
+
+import psycopg2
+
+from odoo.modules.registry import Registry
+from odoo.sql_db import connection_info_for
+from odoo.tools import config
+
+from ..job import execute_claimed_job
+from . import databases
+from .channels import configured_channels
+from .runner import Runner
+
+
+class OdooBinding:
+    """The :class:`~.runner.Binding` of a runner inside Odoo."""
+
+    def database_names(self):
+        return databases.served_databases(_connect, config["db_name"])
+
+    def connection_params(self, db_name):
+        return connection_info_for(db_name)[1]
+
+    def cursor(self, db_name):
+        # Odoo's log lines name the database of their thread.
+        threading.current_thread().dbname = db_name
+        return Registry(db_name).check_signaling().cursor()
+
+    def execute_job(self, db_name, cr, job_id):
+        registry = Registry(db_name)
+        try:
+            execute_claimed_job(cr, job_id)
+        except Exception:
+            registry.reset_changes()
+            raise
+        # Caches and models the job changed are reloaded by the other processes too.
+        registry.signal_changes()
+
+
+def _connect(db_name):
+    return psycopg2.connect(**connection_info_for(db_name)[1])
+
+
+def make_runner():
+    """The runner as Odoo's configuration sets it up; raise ChannelsConfigError."""
+    return Runner(OdooBinding(), configured_channels(config["config"]))

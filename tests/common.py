@@ -1,0 +1,226 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+"""Helpers for the tests of addons that delay jobs (OCA's public names).
+
+``trap_jobs()`` keeps the jobs delayed in its block in memory instead of the
+database, so a test can check what was delayed and then run it::
+
+    with trap_jobs() as trap:
+        partner.button_export()
+        trap.assert_jobs_count(1, only=partner.export)
+        trap.assert_enqueued_job(
+            partner.export, args=("csv",), properties={"priority": 5}
+        )
+        trap.perform_enqueued_jobs()
+
+Only the storing is replaced: jobs and graphs are built and validated by the
+same code as in production, so what is wrong there raises in the trap too.
+"""
+
+import typing
+import weakref
+from contextlib import contextmanager
+from operator import attrgetter
+from unittest import mock
+
+from .. import delay, serialization
+from ..delay import Delayable
+from ..job import DONE, PENDING, WAIT_DEPENDENCIES, Job
+
+
+@contextmanager
+def trap_jobs():
+    """Trap the jobs delayed in the block; yields the :class:`JobsTrap`.
+
+    Inside the block ``with_delay()`` and ``delay()`` write nothing to the
+    database: the jobs are kept in the trap, in the order they were delayed.
+    The no-delay mode is off inside the block: a test that traps jobs wants
+    to see them, also when ``QUEUE_JOB__NO_DELAY`` is set for the whole run.
+    """
+    trap = JobsTrap()
+    build_job = Delayable._build_job
+
+    # A Job keeps the eta and identity key it computed; tests compare the
+    # properties as the code under test gave them, which only the delayable has.
+    def build_job_and_remember_call(delayable):
+        job_ = build_job(delayable)
+        trap._remember_call(job_, delayable)
+        return job_
+
+    with (
+        mock.patch.object(Delayable, "_build_job", build_job_and_remember_call),
+        # The one point where delay() writes: everything before it runs as usual.
+        mock.patch.object(Job, "store_many", trap._keep),
+        # delay.py's own reference is the one _delay_graph calls.
+        mock.patch.object(delay, "must_run_without_delay", lambda env: False),
+    ):
+        yield trap
+
+
+def _same_method(method, other):
+    """Both are the same method bound to the same records (the context aside).
+
+    Bound methods compare their records by identity; two browses of the same
+    records are different objects.
+    """
+    return method.__func__ is other.__func__ and method.__self__ == other.__self__
+
+
+class JobCall(typing.NamedTuple):
+    """One delayed call: the method, its arguments and the job properties
+    (``priority``, ``eta``, ``max_retries``, ``description``, ``channel``,
+    ``identity_key``) as they were given to ``with_delay()``/``delayable()``."""
+
+    method: typing.Callable
+    args: tuple
+    kwargs: dict
+    properties: dict
+
+    def __eq__(self, other):
+        if not isinstance(other, JobCall):
+            return NotImplemented
+        return _same_method(self.method, other.method) and self[1:] == other[1:]
+
+    # tuple's own != would compare the bound methods by identity
+    def __ne__(self, other):
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __str__(self):
+        arguments = [repr(arg) for arg in self.args]
+        arguments += [f"{key}={value!r}" for key, value in self.kwargs.items()]
+        properties = ", ".join(
+            f"{name}={value!r}"
+            for name, value in self.properties.items()
+            if value is not None
+        )
+        return (
+            f"{self.method.__self__!r}.{self.method.__name__}({', '.join(arguments)})"
+            f" with properties ({properties})"
+        )
+
+
+class JobsTrap:
+    """The jobs trapped by :func:`trap_jobs`, with assertions on them.
+
+    * ``enqueued_jobs``: the :class:`~odoo.addons.queue_job.job.Job` objects
+      waiting to be performed, in the order they were delayed;
+    * ``calls``: a :class:`JobCall` per delayed job, performed or not,
+      including the ones an ``identity_key`` merged into a trapped job.
+    """
+
+    def __init__(self):
+        self.enqueued_jobs = []
+        self.calls = []
+        # Jobs built by a delay() whose graph then fails validation are never
+        # kept: a weak mapping lets them go.
+        self._calls_of_built_jobs = weakref.WeakKeyDictionary()
+
+    def _remember_call(self, job_, delayable):
+        self._calls_of_built_jobs[job_] = JobCall(
+            method=delayable._job_method,
+            args=delayable._job_args,
+            kwargs=delayable._job_kwargs,
+            properties={name: getattr(delayable, name) for name in Delayable._properties},
+        )
+
+    def _keep(self, env, jobs):
+        """Stands for ``Job.store_many``: keep ``jobs`` here, not in the database."""
+        for job_ in jobs:
+            self.calls.append(self._calls_of_built_jobs.pop(job_))
+            holder = self._job_with_identity_key(job_.identity_key)
+            if holder:
+                # As in the database: the job takes the place of the one
+                # already waiting with its identity key.
+                job_.uuid, job_.state = holder.uuid, holder.state
+            else:
+                job_.state = WAIT_DEPENDENCIES if job_.depends_on else PENDING
+                self.enqueued_jobs.append(job_)
+
+    def _job_with_identity_key(self, identity_key):
+        if identity_key:
+            for kept in self.enqueued_jobs:
+                if kept.identity_key == identity_key:
+                    return kept
+        return None
+
+    def jobs_count(self, only=None):
+        """How many jobs are trapped; ``only`` a method: only jobs of that
+        method on the same records (``self.env["res.partner"].export`` counts
+        the jobs delayed on the empty recordset)."""
+        if only is None:
+            return len(self.enqueued_jobs)
+        return sum(1 for job_ in self.enqueued_jobs if _same_method(job_.func, only))
+
+    def assert_jobs_count(self, expected, only=None):
+        """Raise AssertionError unless ``jobs_count(only)`` is ``expected``."""
+        count = self.jobs_count(only=only)
+        if count != expected:
+            of = f" of {only.__self__!r}.{only.__name__}" if only else ""
+            raise AssertionError(
+                f"{count} jobs{of} trapped, expected {expected}\n{self._calls_text()}"
+            )
+
+    def assert_enqueued_job(self, method, args=None, kwargs=None, properties=None):
+        """Raise AssertionError unless a job was delayed with exactly this call.
+
+        ``method`` is bound to the records the job runs on; ``args`` and
+        ``kwargs`` must be exactly the job's. Only the ``properties`` given
+        are compared, with the values given to ``with_delay()``/
+        ``delayable()`` (``eta=60``, not the datetime it became; ``None`` for
+        a property that was not set).
+        """
+        expected = JobCall(method, tuple(args or ()), dict(kwargs or {}), dict(properties or {}))
+        for call in self.calls:
+            compared = {
+                name: value
+                for name, value in call.properties.items()
+                if name in expected.properties
+            }
+            if call._replace(properties=compared) == expected:
+                return
+        raise AssertionError(f"Job {expected} was not delayed.\n{self._calls_text()}")
+
+    def perform_enqueued_jobs(self):
+        """Run the trapped jobs now, in the test's transaction.
+
+        A job runs once the jobs it depends on are done; among those that
+        can run, the lowest ``priority`` first, then the first delayed (the
+        ``eta`` is not waited for). Jobs run as the jobrunner would run them:
+        with their records, user and arguments as stored (the context keeps
+        only the keys of ``_job_prepare_context_before_enqueue_keys``).
+
+        Jobs delayed by the jobs performed here stay trapped, for the next
+        call. An error propagates at once; the jobs that did not run stay
+        trapped, and those waiting on the failed one never run.
+        """
+        batch = list(self.enqueued_jobs)
+        done = set()  # uuids: a job merged by identity key shares its holder's
+        while True:
+            ready = [
+                job_ for job_ in batch if all(dep.uuid in done for dep in job_.depends_on)
+            ]
+            if not ready:
+                return
+            job_ = min(ready, key=attrgetter("priority"))
+            batch.remove(job_)
+            self.enqueued_jobs.remove(job_)
+            self._perform(job_)
+            done.add(job_.uuid)
+
+    @staticmethod
+    def _perform(job_):
+        # What Job.load would give the runner: the stored form decoded.
+        env = job_.env
+        job_.recordset = serialization.decode(job_.encoded_records, env)
+        job_.args = tuple(serialization.decode(job_.encoded_args, env))
+        job_.kwargs = serialization.decode(job_.encoded_kwargs, env)
+        job_.result = job_.perform()
+        job_.state = DONE
+
+    def _calls_text(self):
+        if not self.calls:
+            return "No job was delayed."
+        return "Delayed jobs:\n" + "\n".join(f" * {call}" for call in self.calls)
+
+    def __repr__(self):
+        return f"<JobsTrap {self.calls!r}>"

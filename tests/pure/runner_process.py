@@ -1,0 +1,143 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+"""A jobrunner process for test_runner.py: the real runner on plain psycopg2, with a fake job.
+
+    python runner_process.py SERVER_DSN CHANNELS DBNAME...
+
+``SERVER_DSN`` reaches the server (its dbname is replaced by each
+database's). The fake job sleeps for the number of seconds in its ``name``,
+records its execution in ``job_execution`` (pid, start and end by the
+database clock) and ends done through ``transitions.mark_done``, as
+``execute_claimed_job`` does in Odoo. Every connection has the application
+name :data:`APPLICATION_NAME`, for the tests to find them.
+"""
+
+import logging
+import os
+import sys
+import threading
+import time
+
+import conftest  # noqa: F401 (imports the addon as package queue_job)
+import psycopg2
+from psycopg2.extensions import make_dsn
+
+from queue_job import transitions
+from queue_job.jobrunner.channels import Channels
+from queue_job.jobrunner.claim import LOCK_NAMESPACE
+from queue_job.jobrunner.databases import served_databases
+from queue_job.jobrunner.runner import Runner, run_until_signalled
+
+APPLICATION_NAME = "queue_job_test_runner"
+
+
+class Cursor:
+    """A cursor on a pooled connection of its own, committing and closing like Odoo's.
+
+    As in Odoo, closing gives the connection back to the pool, session locks
+    included: closing one that still holds a job's liveness lock is an error.
+    """
+
+    def __init__(self, connection, give_back):
+        self.connection = connection
+        self._cursor = connection.cursor()
+        self._give_back = give_back
+
+    def execute(self, query, params=None):
+        self._cursor.execute(query, params)
+
+    def fetchone(self):
+        return self._cursor.fetchone()
+
+    def fetchall(self):
+        return self._cursor.fetchall()
+
+    def commit(self):
+        self.connection.commit()
+
+    def rollback(self):
+        self.connection.rollback()
+
+    def close(self):
+        if self.connection.closed:
+            return
+        self.connection.rollback()
+        self._cursor.execute(
+            "SELECT objid FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'"
+            " AND classid = %s::oid AND objid != 0",
+            (LOCK_NAMESPACE,),
+        )
+        held = self._cursor.fetchall()
+        self.connection.rollback()
+        self._give_back(self.connection)
+        assert not held, f"connection given back with the liveness lock of job {held}"
+
+
+class PsycopgBinding:
+    """The runner binding of the tests (see ``runner.Binding``)."""
+
+    def __init__(self, server_dsn, db_names):
+        self._server_dsn = server_dsn
+        self._db_names = db_names
+        self._idle = {}  # db name -> idle connections
+        self._lock = threading.Lock()
+
+    def database_names(self):
+        return served_databases(self._connect, self._db_names)
+
+    def connection_params(self, db_name):
+        return {"dsn": self._dsn(db_name)}
+
+    def cursor(self, db_name):
+        with self._lock:
+            idle = self._idle.setdefault(db_name, [])
+            connection = idle.pop() if idle else None
+        if connection is not None:
+            # As Odoo's pool does: a connection the server dropped fails here.
+            try:
+                connection.reset()
+            except psycopg2.Error:
+                connection.close()
+                connection = None
+        return Cursor(connection or self._connect(db_name), self._give_back(db_name))
+
+    def _give_back(self, db_name):
+        def give_back(connection):
+            with self._lock:
+                self._idle[db_name].append(connection)
+
+        return give_back
+
+    def execute_job(self, db_name, cr, job_id):
+        cr.execute("SELECT name FROM queue_job WHERE id = %s", (job_id,))
+        seconds = float(cr.fetchone()[0])
+        cr.execute(
+            "INSERT INTO job_execution (job_id, pid, started) "
+            "VALUES (%s, %s, clock_timestamp()) RETURNING id",
+            (job_id, os.getpid()),
+        )
+        execution_id = cr.fetchone()[0]
+        cr.commit()  # the tests see which process runs the job while it runs
+        time.sleep(seconds)
+        cr.execute(
+            "UPDATE job_execution SET ended = clock_timestamp() WHERE id = %s", (execution_id,)
+        )
+        transitions.mark_done(cr, [job_id], ("started",))
+        cr.commit()
+
+    def _dsn(self, db_name):
+        return make_dsn(self._server_dsn, dbname=db_name, application_name=APPLICATION_NAME)
+
+    def _connect(self, db_name):
+        return psycopg2.connect(self._dsn(db_name))
+
+
+def main(server_dsn, channels, *db_names):
+    logging.basicConfig(
+        level=logging.INFO, format="%(process)d %(levelname)s %(name)s: %(message)s"
+    )
+    binding = PsycopgBinding(server_dsn, list(db_names))
+    return run_until_signalled(lambda: Runner(binding, Channels.parse(channels)))
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

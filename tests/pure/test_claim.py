@@ -1,0 +1,426 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+"""Claims, releases and orphan rescue on a real database, over real concurrent connections."""
+
+import select
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from jobs import insert_graph, insert_job, job_row, set_state, states, wait_until_blocked
+from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED, ISOLATION_LEVEL_REPEATABLE_READ
+
+from queue_job import transitions
+from queue_job.jobrunner.channels import Channels
+from queue_job.jobrunner.claim import (
+    LOCK_NAMESPACE,
+    WORKER_DIED,
+    claim_job,
+    release_job,
+    rescue_orphans,
+    seconds_until_next_eta,
+)
+
+ROOT_4 = Channels.parse("root:4")
+
+
+# Each helper runs in a transaction of its own: ``with conn`` commits, or rolls
+# back on an error, so that a failing claim cannot keep the claim lock and
+# hang the other connections of a test.
+
+
+def claim(conn, channels=ROOT_4):
+    """Claim a job on ``conn`` and commit, as an executor does."""
+    with conn, conn.cursor() as cr:
+        return claim_job(cr, channels)
+
+
+def rescue(conn):
+    with conn, conn.cursor() as cr:
+        return rescue_orphans(cr)
+
+
+def run_sql(conn, query, params=None):
+    with conn, conn.cursor() as cr:
+        cr.execute(query, params)
+        return cr.fetchall() if cr.description else None
+
+
+def insert(conn, count=1, **values):
+    with conn, conn.cursor() as cr:
+        return [insert_job(cr, **values) for _ in range(count)]
+
+
+def shift(conn, column, job_ids, interval):
+    """Set ``column`` (date_created, eta) of ``job_ids`` to now (UTC) + ``interval``."""
+    run_sql(
+        conn,
+        f"UPDATE queue_job SET {column} = (now() AT TIME ZONE 'UTC') + %s::interval"
+        " WHERE id = ANY(%s)",
+        (interval, job_ids),
+    )
+
+
+def row(conn, job_id):
+    with conn, conn.cursor() as cr:
+        return job_row(cr, job_id)
+
+
+def liveness_lock_holders(conn, job_id):
+    return [
+        pid
+        for (pid,) in run_sql(
+            conn,
+            """SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+                 AND classid = %s::oid AND objid = %s::oid AND objsubid = 2
+                 AND database = (SELECT oid FROM pg_database
+                                  WHERE datname = current_database())""",
+            (LOCK_NAMESPACE, job_id),
+        )
+    ]
+
+
+def kill(conn, worker, death="close"):
+    """End the session of ``worker``, and wait until the server has ended it."""
+    pid = worker.get_backend_pid()
+    if death == "close":
+        worker.close()
+    else:
+        run_sql(conn, "SELECT pg_terminate_backend(%s)", (pid,))
+    deadline = time.monotonic() + 5
+    while run_sql(conn, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)):
+        assert time.monotonic() < deadline, "the session did not end"
+        time.sleep(0.01)
+
+
+# -- claim -------------------------------------------------------------------
+
+
+def test_claim_starts_the_job_counts_the_try_and_takes_its_liveness_lock(connect, conn):
+    [job_id] = insert(conn)
+    worker, observer = connect(), connect()
+    with worker.cursor() as cr:
+        assert claim_job(cr, ROOT_4) == job_id
+        # The lock is held before the claim commits: no moment where the job
+        # is started and looks orphaned.
+        assert liveness_lock_holders(observer, job_id) == [worker.get_backend_pid()]
+    worker.commit()
+    job = row(observer, job_id)
+    assert job["state"] == "started"
+    assert job["retry"] == 1
+    assert job["date_started"] is not None and job["date_enqueued"] is not None
+    with worker.cursor() as cr:
+        assert release_job(cr, job_id) is True
+        assert release_job(cr, job_id) is False
+    worker.commit()
+    assert liveness_lock_holders(observer, job_id) == []
+
+
+def test_claim_returns_none_when_nothing_is_pending(conn):
+    insert(conn, state="wait_dependencies")
+    insert(conn, state="done")
+    assert claim(conn) is None
+
+
+def test_claims_and_rescues_that_find_nothing_wake_no_runner(connect, conn):
+    [job_id] = insert(conn)
+    worker = connect()
+    assert claim(worker) == job_id
+    insert(conn, state="wait_dependencies")
+    listener = connect()
+    listener.autocommit = True
+    run_sql(listener, "LISTEN queue_job")
+    assert claim(connect()) is None
+    assert rescue(connect()) == ([], [])
+    time.sleep(0.2)
+    listener.poll()
+    assert listener.notifies == []
+    with worker, worker.cursor() as cr:  # a real change does notify
+        transitions.mark_done(cr, [job_id], ("started",))
+    select.select([listener], [], [], 2)
+    listener.poll()
+    assert len(listener.notifies) == 1
+
+
+def test_claim_order_is_priority_then_age_then_id(conn):
+    late, urgent, first, *same_time, lazy = insert(conn, count=6)
+    shift(conn, "date_created", [late], "1 minute")
+    shift(conn, "date_created", [first], "-1 minute")
+    run_sql(
+        conn, "UPDATE queue_job SET date_created = '2020-01-01' WHERE id = ANY(%s)", (same_time,)
+    )
+    run_sql(conn, "UPDATE queue_job SET priority = 1 WHERE id = %s", (urgent,))
+    run_sql(conn, "UPDATE queue_job SET priority = 20 WHERE id = %s", (lazy,))
+    expected = [urgent, *same_time, first, late, lazy]
+    assert [claim(conn, Channels.parse("root:10")) for _ in expected] == expected
+
+
+def test_claim_respects_eta(conn):
+    [future] = insert(conn, priority=1)
+    [past] = insert(conn, priority=5)
+    [no_eta] = insert(conn, priority=9)
+    shift(conn, "eta", [future], "1 hour")
+    shift(conn, "eta", [past], "-1 second")
+    assert claim(conn) == past
+    assert claim(conn) == no_eta
+    assert claim(conn) is None
+    shift(conn, "eta", [future], "0")
+    assert claim(conn) == future
+
+
+def test_claim_skips_a_job_that_another_transaction_holds(connect, conn):
+    [held, free] = insert(conn, count=2)
+    form = connect()
+    with form.cursor() as cr:
+        cr.execute("SELECT id FROM queue_job WHERE id = %s FOR UPDATE", (held,))
+    worker = connect()
+    run_sql(worker, "SET statement_timeout = '5s'")
+    started = time.monotonic()
+    assert claim(worker) == free
+    assert time.monotonic() - started < 1
+    form.rollback()
+    assert claim(worker) == held
+
+
+def test_capacity_counts_running_jobs_of_the_channel_and_its_ancestors(conn):
+    channels = Channels.parse("root:3,root.mail:2,root.mail.bulk:1")
+    [bulk_1, bulk_2] = insert(conn, count=2, channel="root.mail.bulk", priority=1)
+    [mail_1, mail_2] = insert(conn, count=2, channel="root.mail", priority=2)
+    [other] = insert(conn, channel="root.other", priority=3)
+    assert claim(conn, channels) == bulk_1
+    # bulk is full: bulk_2 waits; mail has one slot left.
+    assert claim(conn, channels) == mail_1
+    # mail is full (bulk_1 counts for it too); root has one slot left.
+    assert claim(conn, channels) == other
+    assert claim(conn, channels) is None
+    with conn, conn.cursor() as cr:
+        transitions.mark_done(cr, [bulk_1], ("started",))
+    assert claim(conn, channels) == bulk_2
+    assert claim(conn, channels) is None  # root is full: mail_2 waits
+
+
+def test_full_channel_backlog_does_not_starve_other_channels(conn):
+    channels = Channels.parse("root:2,root.sub:1")
+    insert(conn, channel="root.sub", state="started")
+    insert(conn, count=200, channel="root.sub", priority=1)
+    insert(conn, count=20, channel="root.sub.deeper", priority=1)
+    [mine] = insert(conn, channel="root.other", priority=50)
+    assert claim(conn, channels) == mine
+
+
+def test_full_channel_excludes_by_dotted_prefix_only(conn):
+    channels = Channels.parse("root:5,root.a_b:1")
+    insert(conn, channel="root.a_b", state="started")
+    insert(conn, count=3, channel="root.a_b.sub", priority=1)
+    # Not under root.a_b, although LIKE 'root.a_b%' would match them.
+    [look_alike] = insert(conn, channel="root.aXb", priority=2)
+    [longer] = insert(conn, channel="root.a_bc", priority=3)
+    assert claim(conn, channels) == look_alike
+    assert claim(conn, channels) == longer
+    assert claim(conn, channels) is None
+
+
+def test_enqueued_jobs_take_slots(conn):
+    insert(conn, state="enqueued")
+    insert(conn)
+    assert claim(conn, Channels.parse("root:1")) is None
+
+
+CAPACITIES = "root:2,root.sub:1"
+
+
+@pytest.mark.parametrize(
+    "isolation",
+    [ISOLATION_LEVEL_READ_COMMITTED, ISOLATION_LEVEL_REPEATABLE_READ],
+    ids=["read_committed", "repeatable_read_like_odoo"],
+)
+def test_simultaneous_claims_never_exceed_capacity(connect, conn, isolation):
+    channels = Channels.parse(CAPACITIES)
+    insert(conn, count=5, channel="root.sub", priority=1)
+    insert(conn, count=5, channel="root")
+    workers = [connect() for _ in range(8)]
+    for worker in workers:
+        worker.set_session(isolation_level=isolation)
+    barrier = threading.Barrier(len(workers))
+
+    def claim_at_once(worker):
+        barrier.wait()
+        return claim(worker, channels)
+
+    with ThreadPoolExecutor(len(workers)) as pool:
+        claimed = [job_id for job_id in pool.map(claim_at_once, workers) if job_id]
+    channels_of = dict(run_sql(conn, "SELECT id, channel FROM queue_job"))
+    assert len(claimed) == 2
+    assert sorted(channels_of[job_id] for job_id in claimed) == ["root", "root.sub"]
+
+
+@pytest.mark.parametrize(
+    "isolation",
+    [ISOLATION_LEVEL_READ_COMMITTED, ISOLATION_LEVEL_REPEATABLE_READ],
+    ids=["read_committed", "repeatable_read_like_odoo"],
+)
+def test_concurrent_workers_never_exceed_capacity_and_run_each_job_once(connect, conn, isolation):
+    channels = Channels.parse(CAPACITIES)
+    insert(conn, count=20, channel="root.sub")
+    insert(conn, count=20, channel="root.other")
+    running_seen = []
+
+    def work(worker):
+        worker.set_session(isolation_level=isolation)
+        while True:
+            job_id = claim(worker, channels)
+            if job_id is None:
+                if not run_sql(worker, "SELECT 1 FROM queue_job WHERE state != 'done' LIMIT 1"):
+                    return
+                time.sleep(0.002)
+                continue
+            [running] = run_sql(
+                worker,
+                "SELECT count(*), count(*) FILTER (WHERE channel = 'root.sub') "
+                "FROM queue_job WHERE state = 'started'",
+            )
+            running_seen.append(running)
+            time.sleep(0.005)
+            with worker, worker.cursor() as cr:
+                assert transitions.mark_done(cr, [job_id], ("started",)) == [job_id]
+            with worker, worker.cursor() as cr:
+                assert release_job(cr, job_id)
+
+    with ThreadPoolExecutor(8) as pool:
+        for result in [pool.submit(work, connect()) for _ in range(8)]:
+            result.result()
+    assert len(running_seen) == 40
+    assert max(total for total, _ in running_seen) <= 2
+    assert max(sub for _, sub in running_seen) <= 1
+    assert run_sql(conn, "SELECT state, retry, count(*) FROM queue_job GROUP BY 1, 2") == [
+        ("done", 1, 40)
+    ]
+
+
+# -- orphan rescue -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("death", ["close", "terminate"])
+def test_rescue_requeues_the_job_of_a_dead_worker_with_its_try_counted(connect, conn, death):
+    [job_id] = insert(conn)
+    worker = connect()
+    assert claim(worker) == job_id
+    kill(conn, worker, death)
+    assert rescue(conn) == ([job_id], [])
+    job = row(conn, job_id)
+    assert (job["state"], job["retry"], job["exc_name"]) == ("pending", 1, WORKER_DIED)
+    assert job["eta"] is None and job["date_started"] is None
+    assert claim(conn) == job_id
+    assert row(conn, job_id)["retry"] == 2
+
+
+def test_rescue_leaves_jobs_of_live_workers_alone(connect, conn):
+    [job_id] = insert(conn)
+    worker = connect()
+    assert claim(worker) == job_id
+    for _ in range(3):
+        assert rescue(connect()) == ([], [])
+    assert row(conn, job_id)["state"] == "started"
+
+
+def test_rescue_fails_a_job_out_of_tries_and_its_waiting_dependents(connect, conn):
+    with conn.cursor() as cr:
+        ids = insert_graph(cr, [("child", "parent"), ("grandchild", "child")])
+        cr.execute(
+            "UPDATE queue_job SET max_retries = 2, retry = 1 WHERE id = %s", (ids["parent"],)
+        )
+    conn.commit()
+    worker = connect()
+    assert claim(worker) == ids["parent"]
+    kill(conn, worker)
+    assert rescue(conn) == ([], [ids["parent"]])
+    with conn.cursor() as cr:
+        assert states(cr, ids) == {
+            "parent": ("failed", 0),
+            "child": ("failed", 1),
+            "grandchild": ("failed", 1),
+        }
+        assert job_row(cr, ids["parent"])["exc_name"] == WORKER_DIED
+        assert job_row(cr, ids["child"])["exc_name"] == transitions.DEPENDENCY_FAILED
+
+
+def test_rescue_requeues_forever_when_max_retries_is_zero(connect, conn):
+    [job_id] = insert(conn, max_retries=0, retry=99)
+    worker = connect()
+    assert claim(worker) == job_id
+    kill(conn, worker)
+    assert rescue(conn) == ([job_id], [])
+
+
+def test_rescue_handles_enqueued_and_started_orphans_at_once(conn):
+    [enqueued] = insert(conn, state="enqueued")
+    [started] = insert(conn, state="started", retry=5, max_retries=5)
+    [alive] = insert(conn)
+    insert(conn, state="done")
+    assert claim(conn) == alive  # and conn keeps running it
+    assert rescue(conn) == ([enqueued], [started])
+
+
+def test_rescue_releases_dependents_of_a_job_done_by_a_worker_that_died(connect, conn):
+    with conn, conn.cursor() as cr:
+        ids = insert_graph(cr, [("callback", "a"), ("callback", "b")])
+    worker = connect()
+    for job_id in (claim(worker), claim(worker)):
+        with worker, worker.cursor() as cr:  # done, then the worker dies before releasing
+            transitions.mark_done(cr, [job_id], ("started",), release=False)
+    kill(conn, worker)
+    assert rescue(conn) == ([], [])
+    with conn.cursor() as cr:
+        assert states(cr, ids)["callback"] == ("pending", 0)
+
+
+def test_rescue_leaves_a_job_that_ends_meanwhile_as_it_ended(connect, conn):
+    [job_id] = insert(conn)
+    worker = connect()
+    assert claim(worker) == job_id
+    # The worker ends the job; its transaction is not committed yet when the
+    # rescue finds the job started and no longer locked.
+    with worker.cursor() as cr:
+        transitions.mark_done(cr, [job_id], ("started",), result="ok")
+        release_job(cr, job_id)
+    rescuer, observer = connect(), connect()
+    observer.autocommit = True
+    with ThreadPoolExecutor(1) as pool:
+        rescued = pool.submit(rescue, rescuer)
+        wait_until_blocked(observer, rescuer.get_backend_pid())  # on the job's row
+        worker.commit()
+        assert rescued.result() == ([], [])
+    job = row(conn, job_id)
+    assert (job["state"], job["result"], job["exc_name"]) == ("done", "ok", None)
+
+
+def test_rescue_blocks_claims_while_it_decides(connect, conn):
+    """A claim cannot start a job between the rescue's read of the locks and its update."""
+    [job_id] = insert(conn)
+    rescuer = connect()
+    with rescuer.cursor() as cr:
+        rescue_orphans(cr)  # holds the claim lock until commit
+    worker = connect()
+    with ThreadPoolExecutor(1) as pool:
+        claimed = pool.submit(claim, worker)
+        time.sleep(0.2)
+        assert not claimed.done()
+        rescuer.commit()
+        assert claimed.result() == job_id
+
+
+# -- eta ---------------------------------------------------------------------
+
+
+def test_seconds_until_next_eta(conn):
+    with conn.cursor() as cr:
+        assert seconds_until_next_eta(cr) is None
+    insert(conn)
+    past, soon, later, not_pending = insert(conn, count=4)
+    shift(conn, "eta", [past], "-1 minute")
+    shift(conn, "eta", [soon], "30 seconds")
+    shift(conn, "eta", [later], "1 hour")
+    shift(conn, "eta", [not_pending], "1 second")
+    with conn.cursor() as cr:
+        set_state(cr, [not_pending], "wait_dependencies")
+        assert 29 < seconds_until_next_eta(cr) <= 30
