@@ -16,6 +16,7 @@ class QueueJobChannel(models.Model):
     """
 
     _name = "queue.job.channel"
+    _inherit = ["queue.job.config.mixin"]
     _description = "Job Channels"
     _order = "complete_name"
     _rec_name = "complete_name"
@@ -145,25 +146,12 @@ class QueueJobChannel(models.Model):
         self.env.cr.execute("SELECT complete_name FROM queue_job_channel")
         return frozenset(row[0] for row in self.env.cr.fetchall())
 
-    @api.model_create_multi
-    def create(self, vals_list):
-        records = super().create(vals_list)
-        self.env.registry.clear_cache()
-        return records
-
     def write(self, vals):
         if "name" in vals and any(channel.name == "root" for channel in self):
             raise exceptions.UserError(self.env._("The root channel cannot be renamed"))
-        result = super().write(vals)
-        self.env.registry.clear_cache()
-        return result
+        return super().write(vals)
 
     @api.ondelete(at_uninstall=False)
     def _unlink_except_root(self):
         if any(channel.name == "root" for channel in self):
             raise exceptions.UserError(self.env._("The root channel cannot be deleted"))
-
-    def unlink(self):
-        result = super().unlink()
-        self.env.registry.clear_cache()
-        return result

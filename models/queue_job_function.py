@@ -33,6 +33,7 @@ class QueueJobFunction(models.Model):
     """
 
     _name = "queue.job.function"
+    _inherit = ["queue.job.config.mixin"]
     _description = "Job Functions"
     _order = "name"
 
@@ -195,20 +196,3 @@ class QueueJobFunction(models.Model):
                 )
         except psycopg2.IntegrityError:
             _logger.debug("job function %s created concurrently", name)
-        self.env.registry.clear_cache()
-
-    @api.model_create_multi
-    def create(self, vals_list):
-        records = super().create(vals_list)
-        self.env.registry.clear_cache()
-        return records
-
-    def write(self, vals):
-        result = super().write(vals)
-        self.env.registry.clear_cache()
-        return result
-
-    def unlink(self):
-        result = super().unlink()
-        self.env.registry.clear_cache()
-        return result

@@ -1,0 +1,146 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+"""The documented commands, end to end: Odoo with the jobrunner, jobs from ``odoo shell``.
+
+``dev/test`` runs this after the Odoo suite, on a database where queue_job
+and test_queue_job are installed (``QUEUE_JOB_E2E_DB``, addons path in
+``QUEUE_JOB_E2E_ADDONS``). It starts ``odoo --load=base,web,queue_job`` as a
+user would, delays jobs from ``odoo shell``, and watches the database.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import psycopg2
+import pytest
+
+DB = os.environ.get("QUEUE_JOB_E2E_DB")
+ADDONS = os.environ.get("QUEUE_JOB_E2E_ADDONS")
+PORT = os.environ.get("QUEUE_JOB_E2E_HTTP_PORT", "8189")
+
+pytestmark = pytest.mark.skipif(not DB, reason="needs QUEUE_JOB_E2E_DB (run by dev/test)")
+
+
+def shell(code):
+    """Run ``code`` in ``odoo shell`` (which commits at the end); return its stdout."""
+    result = subprocess.run(
+        ["odoo", "shell", f"--addons-path={ADDONS}", "-d", DB, "--no-http", "--log-level=warn"],
+        input=code + "\nenv.cr.commit()\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout
+
+
+def delay(expression):
+    """Delay ``expression`` (code returning a Job) from odoo shell; return (job id, commit time)."""
+    out = shell(
+        "import time\n"
+        f"job = {expression}\n"
+        "env.cr.commit()\n"
+        "print('JOB', job.id, repr(time.time()))\n"
+    )
+    line = next(line for line in out.splitlines() if line.startswith("JOB "))
+    _, job_id, committed = line.split()
+    return int(job_id), float(committed)
+
+
+def job_row(job_id):
+    with psycopg2.connect(dbname=DB) as conn, conn.cursor() as cr:
+        cr.execute(
+            "SELECT state, retry, exc_name, exc_info, "
+            "EXTRACT(EPOCH FROM date_done AT TIME ZONE 'UTC')::float8 FROM queue_job WHERE id = %s",
+            (job_id,),
+        )
+        return dict(zip(("state", "retry", "exc_name", "exc_info", "done_at"), cr.fetchone()))
+
+
+def wait_for(job_id, states, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = job_row(job_id)
+        if row["state"] in states:
+            return row
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {job_row(job_id)['state']} after {timeout}s")
+
+
+class Server:
+    """``odoo --load=base,web,queue_job``, the documented way to run the jobrunner."""
+
+    def __init__(self, log_path):
+        self.log_path = log_path
+        self.process = None
+
+    def start(self):
+        self.log = open(self.log_path, "a")
+        env = dict(os.environ, ODOO_QUEUE_JOB_CHANNELS="root:2")
+        self.process = subprocess.Popen(
+            ["odoo", f"--addons-path={ADDONS}", "-d", DB, "--load=base,web,queue_job",
+             f"--http-port={PORT}", "--log-level=info"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with open(self.log_path) as log:
+                if f"serving database {DB}" in log.read():
+                    return
+            assert self.process.poll() is None, "the server exited"
+            time.sleep(0.2)
+        raise AssertionError("the jobrunner did not start within 90s")
+
+    def kill(self, sig=signal.SIGTERM):
+        self.process.send_signal(sig)
+        self.process.wait(timeout=60)
+        self.log.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    server = Server(tmp_path / "odoo.log")
+    server.start()
+    yield server
+    if server.process.poll() is None:
+        server.kill()
+
+
+RECORD = "env['test.queue.job'].create({'name': 'e2e'})"
+
+
+def test_job_runs_within_a_second_of_its_commit(server):
+    job_id, committed = delay(f"{RECORD}.with_delay().increment(2)")
+    row = wait_for(job_id, {"done", "failed"}, timeout=10)
+    assert row["state"] == "done"
+    assert row["done_at"] - committed < 1.0, "done within a second of the commit"
+
+
+def test_failing_job_keeps_its_traceback(server):
+    job_id, _ = delay(f"{RECORD}.with_delay().fail('e2e boom')")
+    row = wait_for(job_id, {"done", "failed"}, timeout=10)
+    assert row["state"] == "failed"
+    assert row["exc_name"] == "builtins.ValueError"
+    assert "Traceback" in row["exc_info"] and "e2e boom" in row["exc_info"]
+
+
+def test_retryable_job_retries_on_its_pattern_then_fails(server):
+    # retry_later's pattern (test_queue_job data): 1 s between the first tries
+    job_id, committed = delay(f"{RECORD}.with_delay(max_retries=3).retry_later('again')")
+    row = wait_for(job_id, {"done", "failed"}, timeout=20)
+    assert row["state"] == "failed"
+    assert row["retry"] == 3
+    assert row["done_at"] - committed >= 2.0, "two retries, one second apart at least"
+
+
+def test_killed_runner_job_is_rescued_and_done(server):
+    job_id, _ = delay(f"{RECORD}.with_delay(max_retries=5).sleep(3)")
+    wait_for(job_id, {"started"}, timeout=10)
+    server.kill(signal.SIGKILL)
+    assert job_row(job_id)["state"] == "started", "nobody finished it"
+    server.start()
+    # Rescue within its interval (5 s), then the second try runs (3 s).
+    row = wait_for(job_id, {"done", "failed"}, timeout=20)
+    assert row["state"] == "done"
+    assert row["retry"] == 2, "the killed try counts"
