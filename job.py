@@ -464,9 +464,10 @@ class Job:
                 )
                 return
             cr.commit()
-            transitions.read_committed(cr)
-            transitions.release_dependents(cr, [self.id])
-            cr.commit()
+            if self.graph_uuid:  # only a job of a graph can have dependents
+                transitions.read_committed(cr)
+                transitions.release_dependents(cr, [self.id])
+                cr.commit()
         except (RetryableJobError, psycopg2.errors.TransactionRollbackError) as err:
             cr.rollback()
             if isinstance(err, psycopg2.Error):

@@ -124,8 +124,11 @@ def _lock(cr, ids, seeds=None, with_causes=False):
              WHERE NOT e.released
         )
         SELECT id FROM queue_job
-         WHERE id = ANY(%(ids)s) OR id IN (SELECT id FROM downstream)
-            OR id IN (SELECT id FROM further)
+         -- One array of ids, not OR-ed conditions: those plan as a scan of
+         -- the whole table; this is an index scan.
+         WHERE id = ANY(ARRAY(SELECT unnest(%(ids)s::int[])
+                              UNION SELECT id FROM downstream
+                              UNION SELECT id FROM further))
          ORDER BY id FOR NO KEY UPDATE
         """,
         {

@@ -102,6 +102,10 @@ class RunnerWorker(server.Worker):
         resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
 
     def sleep(self):
+        # The worker loop sleeps before its first process_work(): start the
+        # runner without waiting a beat (4 s).
+        if not self.runner_started:
+            return
         # Wake on signals only: there are no HTTP requests to accept.
         select.select([self.wakeup_fd_r], [], [], self.multi.beat)
         server.empty_pipe(self.wakeup_fd_r)
