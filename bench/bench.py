@@ -287,10 +287,9 @@ def main():
     # SIGTERM (from bench/run's trap) unwinds like an exception: servers are
     # stopped and databases dropped by the finally clauses below.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
-    ports = harness.free_ports(2)
     implementations = [
-        harness.Implementation("ours", args.ours, ports),
-        harness.Implementation("oca", args.theirs, ports),
+        harness.Implementation("ours", args.ours),
+        harness.Implementation("oca", args.theirs),
     ]
     results = {impl.label: {} for impl in implementations}
     started = time.monotonic()

@@ -1,7 +1,8 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
 """The benchmark's databases and Odoo processes, for one queue_job implementation each.
 
-Every database is named ``bench_<label>_<purpose>`` and copied from a
+Every database is named ``bench_<pid>_<label>_<purpose>`` (two runs at the
+same time do not drop each other's databases) and copied from a
 template where the addon is installed once (``CREATE DATABASE ... TEMPLATE``
 takes a second; an install takes twenty). Every process is started in a
 session of its own, so that stopping it stops its workers too.
@@ -185,14 +186,16 @@ class _Server:
 class Implementation:
     """One queue_job addon: its addons path and the databases made for it."""
 
-    def __init__(self, label, addons_dir, ports):
+    def __init__(self, label, addons_dir):
         if not os.path.isfile(os.path.join(addons_dir, "queue_job", "__manifest__.py")):
             raise SystemExit(f"{addons_dir}: no queue_job addon in this directory")
         self.label = label
         self.addons_path = f"{os.path.abspath(addons_dir)},{BENCH_ADDONS}"
-        self.http_port, self.gevent_port = ports
-        self.template = f"bench_{label}_template"
+        self.template = self._database_name("template")
         self.databases = []
+
+    def _database_name(self, purpose):
+        return f"bench_{os.getpid()}_{self.label}_{purpose}"
 
     def _log(self, name):
         return os.path.join(log_dir(), f"{self.label}_{name}.log")
@@ -220,7 +223,7 @@ class Implementation:
             )
 
     def fresh_database(self, purpose):
-        name = f"bench_{self.label}_{purpose}"
+        name = self._database_name(purpose)
         _drop(name)
         self.databases.append(name)
         execute("postgres", f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
@@ -244,42 +247,34 @@ class Implementation:
             )
         return json.loads(completed.stdout.strip().splitlines()[-1])
 
-    def server_command(self, db):
+    def server_command(self, db, http_port, gevent_port):
         """The same server for every implementation: prefork, queue_job loaded server-wide."""
-        return [
-            PYTHON,
-            ODOO_SERVER,
-            "--addons-path",
-            self.addons_path,
-            "-d",
-            db,
-            "--db-filter",
-            f"^{db}$",
-            "--load",
-            "base,web,queue_job",
-            "--workers",
-            str(HTTP_WORKERS),
-            "--max-cron-threads",
-            "0",
-            "--http-interface",
-            "127.0.0.1",
-            "--http-port",
-            str(self.http_port),
-            "--gevent-port",
-            str(self.gevent_port),
-            "--log-level",
-            "warn",
-        ]
+        options = {
+            "--addons-path": self.addons_path,
+            "-d": db,
+            "--db-filter": f"^{db}$",
+            "--load": "base,web,queue_job",
+            "--workers": str(HTTP_WORKERS),
+            "--max-cron-threads": "0",
+            "--http-interface": "127.0.0.1",
+            "--http-port": str(http_port),
+            "--gevent-port": str(gevent_port),
+            "--log-level": "warn",
+        }
+        return [PYTHON, ODOO_SERVER, *(word for option in options.items() for word in option)]
 
     def server(self, db):
         """A running server on ``db`` (a context manager that stops it)."""
+        # Ports are picked now, not once per run: another run may hold some meanwhile.
+        http_port, gevent_port = free_ports(2)
         env = dict(
             os.environ,
             ODOO_QUEUE_JOB_CHANNELS=CHANNELS,
             # OCA's runner calls the HTTP workers on this port.
-            ODOO_QUEUE_JOB_PORT=str(self.http_port),
+            ODOO_QUEUE_JOB_PORT=str(http_port),
         )
-        return _Server(self.server_command(db), env, self._log(f"server_{db}"))
+        command = self.server_command(db, http_port, gevent_port)
+        return _Server(command, env, self._log(f"server_{db}"))
 
 
 def _drop(name):
