@@ -84,6 +84,15 @@ _JOB_COLUMNS = (
 )
 
 
+#: What a loaded Job keeps of its row as is.
+_STATE_FIELDS = (
+    "uuid", "graph_uuid", "priority", "max_retries", "eta", "channel",
+    "identity_key", "state", "id", "retry", "result",
+)
+#: The fields a Job is loaded from.
+_LOADED_FIELDS = (*_STATE_FIELDS, "records", "args", "kwargs", "model_name", "method_name", "name")
+
+
 def identity_exact(job_):
     """Identity key of a job: same model, method, records and arguments.
 
@@ -218,29 +227,29 @@ class Job:
 
     @classmethod
     def _from_record(cls, record):
-        env = record.env
-        recordset = serialization.decode(record.records, env)
+        return cls._from_values(record.env, {name: record[name] for name in _LOADED_FIELDS})
+
+    @classmethod
+    def _from_values(cls, env, values):
+        """The job of a stored row: ``values`` maps the names of ``_LOADED_FIELDS``
+        to their values as the ORM reads them (psycopg2 reads them the same)."""
+        recordset = serialization.decode(values["records"], env)
         job_ = cls.__new__(cls)
         job_.recordset = recordset
         job_.env = recordset.env
-        job_.method_name = record.method_name
-        job_.args = tuple(serialization.decode(record.args or [], env))
-        job_.kwargs = serialization.decode(record.kwargs or {}, env)
-        job_.encoded_args = record.args or []
-        job_.encoded_kwargs = record.kwargs or {}
-        job_.encoded_records = record.records
-        job_.job_config = env["queue.job.function"].job_config(
-            record.job_function_id.name
-            or env["queue.job.function"].job_function_name(
-                record.model_name, record.method_name
-            )
+        job_.method_name = values["method_name"]
+        job_.args = tuple(serialization.decode(values["args"] or [], env))
+        job_.kwargs = serialization.decode(values["kwargs"] or {}, env)
+        job_.encoded_args = values["args"] or []
+        job_.encoded_kwargs = values["kwargs"] or {}
+        job_.encoded_records = values["records"]
+        function = env["queue.job.function"]
+        job_.job_config = function.job_config(
+            function.job_function_name(values["model_name"], job_.method_name)
         )
-        for field in (
-            "uuid", "graph_uuid", "priority", "max_retries", "eta", "channel",
-            "identity_key", "state", "id", "retry", "result",
-        ):
-            setattr(job_, field, record[field])
-        job_.description = record.name
+        for field in _STATE_FIELDS:
+            setattr(job_, field, values[field])
+        job_.description = values["name"]
         job_.depends_on = set()
         job_.reverse_depends_on = set()
         return job_
@@ -485,17 +494,15 @@ class Job:
             cr.commit()
 
 
-def execute_claimed_job(cr, job_id):
-    """Run job ``job_id``, just claimed on ``cr``, as its user; commit its outcome.
+def execute_claimed_job(cr, row):
+    """Run the job of ``row`` (its ``queue_job`` row as a dict, as the claim
+    returns it), just claimed on ``cr``, as its user; commit its outcome.
 
-    Called by the jobrunner with an Odoo cursor whose connection holds the
-    job's liveness lock. Raises only when the database connection fails.
+    Called by the jobrunner with an Odoo cursor. Raises only when the
+    database connection fails.
     """
     env = api.Environment(cr, SUPERUSER_ID, {})
-    record = env["queue.job"].browse(job_id)
-    if not record.exists():
-        raise NoSuchJobError(f"Job id {job_id} does not exist")
-    Job._from_record(record).execute()
+    Job._from_values(env, row).execute()
 
 
 def run_inline(jobs):

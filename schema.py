@@ -6,8 +6,10 @@ This module imports nothing from Odoo: ``queue.job``'s ``init()`` calls
 on a plain psycopg2 cursor, so both see exactly the same database objects.
 """
 
-#: The channel runners ``LISTEN`` on; every job state change notifies it.
+#: The channel runners ``LISTEN`` on (see ``queue_job_notify`` below).
 NOTIFY_CHANNEL = "queue_job"
+#: Payload of a notification whose jobs include one waiting for a future eta.
+ETA_PAYLOAD = "eta"
 
 #: Odoo stores datetimes as naive UTC ``timestamp`` columns: never compare
 #: them with ``now()`` directly, the session time zone would leak in. The
@@ -57,20 +59,100 @@ _STATEMENTS = (
         WHERE identity_key IS NOT NULL
           AND state IN ('wait_dependencies', 'pending', 'enqueued')
     """,
-    # Statement-level: a 10,000-row insert sends one notification, not 10,000.
+    # Statement-level: a 10,000-row insert sends one notification, not
+    # 10,000. Runners only need waking when a job may have become runnable
+    # (it is pending after the statement) or a slot may have been freed (a
+    # job was running before it): a claim (pending -> started) and a release
+    # that leaves its dependents waiting wake nobody. The payload ``eta`` says that a
+    # pending job waits for a future eta, so that runners read the next eta
+    # again; without it they need not.
     f"""
     CREATE OR REPLACE FUNCTION queue_job_notify() RETURNS trigger AS $$
+    DECLARE
+        runnable boolean;
+        eta_ahead boolean;
     BEGIN
-        PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+        SELECT count(*) > 0, COALESCE(bool_or(eta > {NOW_UTC}), false)
+          INTO runnable, eta_ahead
+          FROM new_rows WHERE state = 'pending';
+        IF NOT runnable AND TG_OP = 'UPDATE' THEN
+            runnable := EXISTS (SELECT 1 FROM old_rows WHERE state IN {RUNNING_STATES});
+        END IF;
+        IF runnable THEN
+            PERFORM pg_notify('{NOTIFY_CHANNEL}', CASE WHEN eta_ahead THEN '{ETA_PAYLOAD}' ELSE '' END);
+        END IF;
         RETURN NULL;
     END;
     $$ LANGUAGE plpgsql
     """,
     "DROP TRIGGER IF EXISTS queue_job_notify ON queue_job",
+    "DROP TRIGGER IF EXISTS queue_job_notify_insert ON queue_job",
+    "DROP TRIGGER IF EXISTS queue_job_notify_update ON queue_job",
+    # Transition tables need one trigger per event, and no column list.
     """
-    CREATE TRIGGER queue_job_notify
-        AFTER INSERT OR UPDATE OF state ON queue_job
+    CREATE TRIGGER queue_job_notify_insert
+        AFTER INSERT ON queue_job REFERENCING NEW TABLE AS new_rows
         FOR EACH STATEMENT EXECUTE FUNCTION queue_job_notify()
+    """,
+    """
+    CREATE TRIGGER queue_job_notify_update
+        AFTER UPDATE ON queue_job REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION queue_job_notify()
+    """,
+    # The claim of a runner (see jobrunner/claim.py, which calls it): one
+    # round trip, and plans that PL/pgSQL prepares once per connection.
+    # VOLATILE, so that in READ COMMITTED each statement takes a snapshot of
+    # its own: the statements after the claim lock see every claim committed
+    # while this one waited for it.
+    f"""
+    CREATE OR REPLACE FUNCTION queue_job_claim(
+        lock_namespace integer, channel_names varchar[], capacities integer[]
+    ) RETURNS SETOF queue_job AS $$
+    DECLARE
+        full_channels varchar[];
+        claimed queue_job;
+    BEGIN
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE EXCEPTION 'queue_job_claim() runs in READ COMMITTED, not %',
+                current_setting('transaction_isolation');
+        END IF;
+        PERFORM pg_advisory_xact_lock(lock_namespace, 0);
+        -- A job counts against its channel and every configured ancestor
+        -- (root included), as jobrunner/channels.py describes.
+        SELECT array_agg(c.name) INTO full_channels
+          FROM unnest(channel_names, capacities) AS c(name, capacity)
+         WHERE c.capacity <= (
+               SELECT count(*) FROM queue_job r
+                WHERE r.state IN {RUNNING_STATES}
+                  AND (c.name = 'root' OR r.channel = c.name
+                       OR starts_with(r.channel, c.name || '.')));
+        IF 'root' = ANY(full_channels) THEN
+            RETURN;
+        END IF;
+        -- Full channels are excluded in the scan itself, with everything
+        -- under them: a full channel's backlog ahead in the order cannot
+        -- hide the jobs of other channels. SKIP LOCKED passes over a job that
+        -- a user's transaction holds instead of waiting for it.
+        UPDATE queue_job j
+           SET state = 'started', date_enqueued = {NOW_UTC},
+               date_started = {NOW_UTC}, retry = j.retry + 1
+         WHERE j.id = (
+               SELECT c.id FROM queue_job c
+                WHERE c.state = 'pending' AND (c.eta IS NULL OR c.eta <= {NOW_UTC})
+                  AND NOT EXISTS (
+                      SELECT 1 FROM unnest(full_channels) AS f(name)
+                       WHERE c.channel = f.name OR starts_with(c.channel, f.name || '.'))
+                ORDER BY c.priority, c.date_created, c.id
+                LIMIT 1
+                  FOR NO KEY UPDATE SKIP LOCKED)
+     RETURNING j.* INTO claimed;
+        IF FOUND THEN
+            -- The liveness lock, taken before the claim commits.
+            PERFORM pg_advisory_lock(lock_namespace, claimed.id);
+            RETURN NEXT claimed;
+        END IF;
+    END;
+    $$ LANGUAGE plpgsql VOLATILE
     """,
 )
 

@@ -151,9 +151,11 @@ def read_committed(cr):
 
     PostgreSQL only takes this as a transaction's first statement; a cursor
     already inside a transaction (an Odoo test's savepoint cursor) keeps its
-    level.
+    level. On an autocommit connection each statement is a transaction of
+    the session's default level: the runner's claim connections set it.
     """
-    if cr.connection.get_transaction_status() == TRANSACTION_STATUS_IDLE:
+    connection = cr.connection
+    if not connection.autocommit and connection.get_transaction_status() == TRANSACTION_STATUS_IDLE:
         cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
 
@@ -169,9 +171,11 @@ def mark_done(cr, ids, from_states, result=None, release=True):
     if not ids:
         return []
     # Without the release (the runner's job transaction, in REPEATABLE READ)
-    # only the job itself is written: locking its dependents there would
-    # fail to serialize when a sibling has just released them.
-    _lock(cr, ids, seeds=ids if release else (), with_causes=release)
+    # only the jobs themselves are written, and the UPDATE locks them: locking
+    # their dependents there would fail to serialize when a sibling has just
+    # released them.
+    if release:
+        _lock(cr, ids, with_causes=True)
     cr.execute(
         f"""
         UPDATE queue_job j

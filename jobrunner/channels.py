@@ -22,13 +22,11 @@ A job's channel maps to its longest configured prefix, anything else to root:
 ('root', 'root')
 
 A job counts against its channel and every configured ancestor, so it may
-start only when none of them is full. ``full_channels`` takes the number of
-running jobs per job channel string, as ``GROUP BY channel`` gives it:
+start only when none of them is full (the claim, ``queue_job_claim`` in
+``schema.py``, counts so in SQL):
 
->>> sorted(channels.full_channels({"root.mail.bulk": 1}))
-['root.mail']
->>> sorted(channels.full_channels({"root.mail": 1, "root.other": 3}))
-['root', 'root.mail']
+>>> channels.lineage("root.mail.bulk")
+['root.mail', 'root']
 
 Settings that would silently mean something else are refused, in one line:
 
@@ -48,7 +46,6 @@ channel 'mail' is not under root (write 'root.mail')
 import configparser
 import os
 import re
-from collections import Counter
 
 ROOT = "root"
 
@@ -106,14 +103,6 @@ class Channels:
     def channel_of(self, job_channel):
         """The configured channel of a job whose ``channel`` field is ``job_channel``."""
         return self.lineage(job_channel)[0]
-
-    def full_channels(self, running):
-        """Configured channels with no free slot, given {job channel: running job count}."""
-        load = Counter()
-        for job_channel, count in running.items():
-            for name in self.lineage(job_channel):
-                load[name] += count
-        return {name for name, capacity in self.capacities.items() if load[name] >= capacity}
 
 
 def _check_name(name):

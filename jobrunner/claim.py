@@ -4,7 +4,7 @@
 PostgreSQL is the only coordinator between runner processes, on any number
 of hosts. Two advisory locks, both in :data:`LOCK_NAMESPACE`, carry it:
 
-* the *claim lock*, ``(LOCK_NAMESPACE, 0)``, held for the length of a claim
+* the *claim lock*, ``(LOCK_NAMESPACE, _CLAIM_KEY)``, held for the length of a claim
   (or rescue) transaction, so that claims happen one after the other: each
   one counts the running jobs that the previous ones committed, and channel
   capacities hold across processes;
@@ -22,12 +22,12 @@ start their transaction (see ``_lock_claims``).
 
 from .. import transitions
 from ..schema import NOW_UTC, RUNNING_STATES
-from .channels import ROOT
 
 #: First key of every advisory lock of the runners: an arbitrary int4 that
 #: nothing else on the database may use as the first of two keys.
 LOCK_NAMESPACE = 1_903_520_354
-#: Second key of the claim lock; job ids start at 1.
+#: Second key of the claim lock; job ids start at 1. ``queue_job_claim``
+#: (schema.py) spells it too.
 _CLAIM_KEY = 0
 
 #: ``exc_name`` of a job whose worker died while running it.
@@ -39,9 +39,9 @@ _RUNNING = "state IN ({})".format(", ".join(f"'{state}'" for state in RUNNING_ST
 
 def _lock_claims(cr):
     # In Odoo's REPEATABLE READ, the snapshot would be taken by the statement
-    # that waits for the claim lock: the claim would not see the claims
-    # committed while it waited, and would overfill channels. In READ
-    # COMMITTED each statement after the lock sees every earlier claim.
+    # that waits for the claim lock: the rescue would not see the claims
+    # committed while it waited. In READ COMMITTED each statement after the
+    # lock sees every earlier claim.
     transitions.read_committed(cr)
     cr.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, _CLAIM_KEY))
 
@@ -52,48 +52,23 @@ def claim_job(cr, channels):
     Runnable: pending, eta reached, and neither its channel nor any ancestor
     full (see :class:`~.channels.Channels`). Jobs go by priority, then age.
     The retry count is a count of tries: the claim increments it. Return the
-    job id, or None when nothing is runnable.
+    claimed job's row as a dict (column: value), or None when nothing is
+    runnable.
+
+    The claim is the database function ``queue_job_claim`` (``schema.py``):
+    one round trip under the claim lock (``_CLAIM_KEY``). On an autocommit
+    connection (the runner's) it is a transaction of its own, which needs the
+    session's default isolation to be READ COMMITTED.
     """
-    _lock_claims(cr)
-    cr.execute(f"SELECT channel, count(*) FROM queue_job WHERE {_RUNNING} GROUP BY channel")
-    full = channels.full_channels(dict(cr.fetchall()))
-    if ROOT in full:
-        return None
-    # Full channels are excluded in the scan itself, with everything under
-    # them: a full channel's backlog ahead in the order cannot hide the jobs
-    # of other channels. NO KEY UPDATE is the lock the UPDATE needs; SKIP
-    # LOCKED passes over a job that a user's transaction holds, instead of
-    # making every claim wait for it.
+    transitions.read_committed(cr)
     cr.execute(
-        f"""
-        SELECT id FROM queue_job
-         WHERE state = 'pending' AND (eta IS NULL OR eta <= {NOW_UTC})
-           AND NOT EXISTS (
-               SELECT 1 FROM unnest(%(full)s::varchar[]) AS f(name)
-                WHERE channel = f.name OR starts_with(channel, f.name || '.'))
-         ORDER BY priority, date_created, id
-         LIMIT 1
-           FOR NO KEY UPDATE SKIP LOCKED
-        """,
-        {"full": sorted(full)},
+        "SELECT * FROM queue_job_claim(%s, %s, %s)",
+        (LOCK_NAMESPACE, list(channels.capacities), list(channels.capacities.values())),
     )
     row = cr.fetchone()
-    # No UPDATE without a job: the notify trigger fires per statement, and
-    # would wake every runner for a claim that found nothing.
     if row is None:
         return None
-    [job_id] = row
-    cr.execute(
-        f"""
-        UPDATE queue_job
-           SET state = 'started', date_enqueued = {NOW_UTC},
-               date_started = {NOW_UTC}, retry = retry + 1
-         WHERE id = %s
-        """,
-        (job_id,),
-    )
-    hold_job(cr, job_id)
-    return job_id
+    return dict(zip([column.name for column in cr.description], row, strict=True))
 
 
 def hold_job(cr, job_id):

@@ -27,12 +27,16 @@ class OdooBinding:
     def cursor(self, db_name):
         # Odoo's log lines name the database of their thread.
         threading.current_thread().dbname = db_name
-        return Registry(db_name).check_signaling().cursor()
+        return Registry(db_name).cursor()
 
-    def execute_job(self, db_name, cr, job_id):
-        registry = Registry(db_name)
+    def execute_job(self, db_name, cr, job):
+        # In the job's transaction: reload what other processes changed.
+        registry = Registry(db_name).check_signaling(cr)
+        # The cursor serves one job after the other: the first environment of
+        # this job makes it a new transaction (empty caches, current registry).
+        cr.transaction = None
         try:
-            execute_claimed_job(cr, job_id)
+            execute_claimed_job(cr, job)
         except Exception:
             registry.reset_changes()
             raise

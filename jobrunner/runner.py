@@ -3,12 +3,14 @@
 
 For each database it serves, a runner keeps
 
-* one connection that listens on ``queue_job`` (every change of a job's
-  state notifies it), on which it also rescues orphans (``claim.py``) and
-  reads the next eta;
+* one connection that listens on ``queue_job`` (the ``queue_job_notify``
+  trigger notifies it when a job may have become runnable), on which it also
+  rescues orphans (``claim.py``) and reads the next eta;
 * as many executor threads as root's capacity. Once woken, an executor
-  claims a job, runs it on the claim's connection, releases it, and claims
-  again until nothing is claimable; then it sleeps.
+  claims a job, runs it, releases it, and claims again until nothing is
+  claimable; then it sleeps. Each executor keeps two connections between
+  jobs: one in autocommit for its claims and the liveness locks of its jobs,
+  one (the binding's cursor) that jobs run on.
 
 The thread that calls :meth:`Runner.run` is the dispatcher: it waits on every
 LISTEN connection at once, until a notification or the nearest deadline
@@ -38,7 +40,7 @@ from typing import Protocol
 
 import psycopg2
 
-from ..schema import NOTIFY_CHANNEL
+from ..schema import ETA_PAYLOAD, NOTIFY_CHANNEL
 from . import claim
 from .channels import ChannelsConfigError
 from .databases import UnknownDatabaseError
@@ -71,17 +73,16 @@ class Binding(Protocol):
         """Names of the databases to serve now (see ``databases.served_databases``)."""
 
     def connection_params(self, db_name):
-        """Keyword arguments of ``psycopg2.connect()`` for the LISTEN connection."""
+        """Keyword arguments of ``psycopg2.connect()`` for the LISTEN and claim connections."""
 
     def cursor(self, db_name):
-        """A cursor on a connection of its own, for an executor.
+        """A cursor on a connection of its own, that an executor runs its jobs on.
 
-        It has ``execute``, ``fetchone``, ``fetchall``, ``commit``,
-        ``rollback``, ``close``, and ``connection``: its psycopg2 connection.
+        It has ``rollback``, ``close``, and what :meth:`execute_job` needs.
         """
 
-    def execute_job(self, db_name, cr, job_id):
-        """Run ``job_id``, just claimed on ``cr``, and commit its outcome.
+    def execute_job(self, db_name, cr, job):
+        """Run ``job`` (the claimed row, a dict) on ``cr``, and commit its outcome.
 
         Raise only when the database connection fails.
         """
@@ -109,10 +110,10 @@ class _Backoff:
 class _Executors:
     """The executor threads of one database, and the wake-ups owed to them."""
 
-    def __init__(self, db_name, size, run_one):
+    def __init__(self, db_name, size, new_session):
         self._db_name = db_name
         self._size = size
-        self._run_one = run_one
+        self._new_session = new_session
         self._wakeups = 0
         self._stopping = False
         self._condition = threading.Condition()
@@ -158,17 +159,92 @@ class _Executors:
             return True
 
     def _loop(self):
-        while self._next_wakeup():
-            try:
-                while not self._stopping and self._run_one():
-                    pass
-            except CONNECTION_ERRORS as exc:
-                # The dispatcher reconnects and wakes us; rescue requeues the job.
+        session = self._new_session()
+        try:
+            while self._next_wakeup():
+                try:
+                    while not self._stopping and session.run_one():
+                        pass
+                except CONNECTION_ERRORS as exc:
+                    # The dispatcher reconnects and wakes us; rescue requeues the job.
+                    _logger.warning(
+                        "database %s: executor lost its connection: %s",
+                        self._db_name,
+                        _one_line(exc),
+                    )
+                    session.close()
+                except Exception:
+                    _logger.exception("database %s: executor error", self._db_name)
+                    session.close()
+        finally:
+            session.close()
+
+
+class _Session:
+    """The connections of one executor, opened when first needed and kept between jobs.
+
+    Closing them, after an error, also drops the liveness lock of the job
+    that was running: its outcome was not committed, the rescue requeues it.
+    """
+
+    def __init__(self, database):
+        self._database = database
+        self._claims = None  # psycopg2 connection, autocommit
+        self._cr = None  # the binding's cursor
+
+    def run_one(self):
+        """Claim a job and run it; False when nothing was claimable."""
+        database = self._database
+        try:
+            job = self._claim()
+        except CONNECTION_ERRORS:
+            # Kept connections die with the server (a restart, say) while the
+            # executor sleeps, and fail at their first use: claim on new ones.
+            self.close()
+            job = self._claim()
+        if job is None:
+            return False
+        database.executors.wake()  # more may be claimable: let a peer look
+        database.binding.execute_job(database.name, self._cr, job)
+        # The outcome is committed: the job is no longer the rescue's business.
+        with self._claims.cursor() as cr:
+            if not claim.release_job(cr, job["id"]):
                 _logger.warning(
-                    "database %s: executor lost its connection: %s", self._db_name, _one_line(exc)
+                    "database %s: job %s had lost its liveness lock", database.name, job["id"]
                 )
-            except Exception:
-                _logger.exception("database %s: executor error", self._db_name)
+        return True
+
+    def _claim(self):
+        database = self._database
+        if self._claims is None:
+            self._claims = _claim_connection(database.binding.connection_params(database.name))
+        if self._cr is None:
+            self._cr = database.binding.cursor(database.name)
+        with self._claims.cursor() as cr:
+            return claim.claim_job(cr, database.channels)
+
+    def close(self):
+        if self._cr is not None:
+            cr, self._cr = self._cr, None
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                cr.close()
+        if self._claims is not None:
+            claims, self._claims = self._claims, None
+            claims.close()
+
+
+def _claim_connection(params):
+    connection = psycopg2.connect(**params)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cr:
+            # Each claim is a transaction of its own, and must be READ
+            # COMMITTED (see queue_job_claim in schema.py).
+            cr.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    except Exception:
+        connection.close()
+        raise
+    return connection
 
 
 class _Database:
@@ -176,14 +252,14 @@ class _Database:
 
     def __init__(self, name, binding, channels):
         self.name = name
-        self._binding = binding
-        self._channels = channels
+        self.binding = binding
+        self.channels = channels
         self._connection = None
         self._backoff = _Backoff()
         self._reconnect_at = 0.0
         self._rescue_at = 0.0
         self._eta_at = math.inf
-        self._executors = _Executors(name, channels.root_capacity, self._run_one)
+        self.executors = _Executors(name, channels.root_capacity, lambda: _Session(self))
 
     # -- dispatcher side -------------------------------------------------
 
@@ -211,13 +287,19 @@ class _Database:
                 self._connect(now)
             if readable:
                 self._connection.poll()
-            due = bool(self._connection.notifies) or now >= min(self._rescue_at, self._eta_at)
-            self._connection.notifies.clear()
+            notifies = self._connection.notifies
+            # The next eta is read again when it is reached, when a job with
+            # a future eta was notified, and after each rescue.
+            eta_changed = now >= self._eta_at or any(n.payload == ETA_PAYLOAD for n in notifies)
+            due = bool(notifies) or now >= min(self._rescue_at, self._eta_at)
+            notifies.clear()
             if now >= self._rescue_at:
                 self._rescue()
                 self._rescue_at = now + RESCUE_INTERVAL
+                eta_changed = True
             if due:
-                self._executors.wake()
+                self.executors.wake()
+            if eta_changed:
                 self._eta_at = self._next_eta(now)
         except Exception as exc:  # noqa: BLE001 - one database must not stop the others
             self._disconnect(now, exc)
@@ -227,7 +309,7 @@ class _Database:
             self._backoff.reset()
 
     def _connect(self, now):
-        connection = psycopg2.connect(**self._binding.connection_params(self.name))
+        connection = psycopg2.connect(**self.binding.connection_params(self.name))
         try:
             with connection.cursor() as cr:
                 cr.execute(f"LISTEN {NOTIFY_CHANNEL}")
@@ -281,39 +363,14 @@ class _Database:
 
     def stop(self):
         """Claim no more and stop listening; running jobs go on."""
-        self._executors.stop()
+        self.executors.stop()
         if self._connection is not None:
             self._connection.close()
             self._connection = None
 
     def join(self, deadline):
         """Wait for running jobs until ``deadline``; return how many still run."""
-        return self._executors.join(deadline)
-
-    # -- executor side ---------------------------------------------------
-
-    def _run_one(self):
-        """Claim a job and run it; False when nothing was claimable."""
-        cr = self._binding.cursor(self.name)
-        try:
-            job_id = claim.claim_job(cr, self._channels)
-            cr.commit()
-            if job_id is None:
-                return False
-            self._executors.wake()  # more may be claimable: let a peer look
-            try:
-                self._binding.execute_job(self.name, cr, job_id)
-            finally:
-                # If the job raised, its transaction never commits: it stays
-                # started, and without its lock the rescue requeues it.
-                cr.rollback()
-                if not claim.release_job(cr, job_id):
-                    _logger.warning(
-                        "database %s: job %s had lost its liveness lock", self.name, job_id
-                    )
-            return True
-        finally:
-            cr.close()
+        return self.executors.join(deadline)
 
 
 class Runner:

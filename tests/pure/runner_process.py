@@ -14,7 +14,6 @@ name :data:`APPLICATION_NAME`, for the tests to find them.
 import logging
 import os
 import sys
-import threading
 import time
 
 import conftest  # noqa: F401 (imports the addon as package queue_job)
@@ -23,7 +22,6 @@ from psycopg2.extensions import make_dsn
 
 from queue_job import transitions
 from queue_job.jobrunner.channels import Channels
-from queue_job.jobrunner.claim import LOCK_NAMESPACE
 from queue_job.jobrunner.databases import served_databases
 from queue_job.jobrunner.runner import Runner, run_until_signalled
 
@@ -31,16 +29,12 @@ APPLICATION_NAME = "queue_job_test_runner"
 
 
 class Cursor:
-    """A cursor on a pooled connection of its own, committing and closing like Odoo's.
+    """A cursor on a connection of its own, which closing it closes (as Odoo's
+    gives the connection back to its pool)."""
 
-    As in Odoo, closing gives the connection back to the pool, session locks
-    included: closing one that still holds a job's liveness lock is an error.
-    """
-
-    def __init__(self, connection, give_back):
+    def __init__(self, connection):
         self.connection = connection
         self._cursor = connection.cursor()
-        self._give_back = give_back
 
     def execute(self, query, params=None):
         self._cursor.execute(query, params)
@@ -58,18 +52,7 @@ class Cursor:
         self.connection.rollback()
 
     def close(self):
-        if self.connection.closed:
-            return
-        self.connection.rollback()
-        self._cursor.execute(
-            "SELECT objid FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'"
-            " AND classid = %s::oid AND objid != 0",
-            (LOCK_NAMESPACE,),
-        )
-        held = self._cursor.fetchall()
-        self.connection.rollback()
-        self._give_back(self.connection)
-        assert not held, f"connection given back with the liveness lock of job {held}"
+        self.connection.close()
 
 
 class PsycopgBinding:
@@ -78,8 +61,6 @@ class PsycopgBinding:
     def __init__(self, server_dsn, db_names):
         self._server_dsn = server_dsn
         self._db_names = db_names
-        self._idle = {}  # db name -> idle connections
-        self._lock = threading.Lock()
 
     def database_names(self):
         return served_databases(self._connect, self._db_names)
@@ -88,32 +69,14 @@ class PsycopgBinding:
         return {"dsn": self._dsn(db_name)}
 
     def cursor(self, db_name):
-        with self._lock:
-            idle = self._idle.setdefault(db_name, [])
-            connection = idle.pop() if idle else None
-        if connection is not None:
-            # As Odoo's pool does: a connection the server dropped fails here.
-            try:
-                connection.reset()
-            except psycopg2.Error:
-                connection.close()
-                connection = None
-        return Cursor(connection or self._connect(db_name), self._give_back(db_name))
+        return Cursor(self._connect(db_name))
 
-    def _give_back(self, db_name):
-        def give_back(connection):
-            with self._lock:
-                self._idle[db_name].append(connection)
-
-        return give_back
-
-    def execute_job(self, db_name, cr, job_id):
-        cr.execute("SELECT name FROM queue_job WHERE id = %s", (job_id,))
-        seconds = float(cr.fetchone()[0])
+    def execute_job(self, db_name, cr, job):
+        seconds = float(job["name"])
         cr.execute(
             "INSERT INTO job_execution (job_id, pid, started) "
             "VALUES (%s, %s, clock_timestamp()) RETURNING id",
-            (job_id, os.getpid()),
+            (job["id"], os.getpid()),
         )
         execution_id = cr.fetchone()[0]
         cr.commit()  # the tests see which process runs the job while it runs
@@ -121,7 +84,7 @@ class PsycopgBinding:
         cr.execute(
             "UPDATE job_execution SET ended = clock_timestamp() WHERE id = %s", (execution_id,)
         )
-        transitions.mark_done(cr, [job_id], ("started",))
+        transitions.mark_done(cr, [job["id"]], ("started",))
         cr.commit()
 
     def _dsn(self, db_name):

@@ -86,28 +86,6 @@ def test_lineage_lists_configured_ancestors_up_to_root():
     assert CHANNELS.lineage("root.other") == ["root"]
 
 
-@pytest.mark.parametrize(
-    "running, full",
-    [
-        ({}, set()),
-        ({"root.mail.bulk": 1}, {"root.mail.bulk"}),
-        ({"root.mail.bulk.x": 1, "root.mail": 1}, {"root.mail.bulk", "root.mail"}),
-        ({"root.mail.other": 2}, {"root.mail"}),
-        ({"root.sale": 1, "root.x": 2}, {"root.sale"}),
-        ({"root.sale": 1, "root.x": 3}, {"root.sale", "root"}),
-        ({"other": 4}, {"root"}),
-        ({None: 3, "root.mail": 1}, {"root"}),
-    ],
-)
-def test_full_channels(running, full):
-    assert CHANNELS.full_channels(running) == full
-
-
-def test_child_capacity_larger_than_parent_is_capped_by_the_parent():
-    channels = Channels.parse("root:1,root.a:5")
-    assert channels.full_channels({"root.a": 1}) == {"root"}
-
-
 def test_configured_channels_prefers_the_environment(tmp_path):
     config_file = tmp_path / "odoo.conf"
     config_file.write_text("[options]\ndb_name = x\n[queue_job]\nchannels = root:3,root.a:1\n")

@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg2
 import pytest
 from jobs import insert_graph, insert_job, job_row, set_state, states, wait_until_blocked
 from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED, ISOLATION_LEVEL_REPEATABLE_READ
@@ -30,9 +31,10 @@ ROOT_4 = Channels.parse("root:4")
 
 
 def claim(conn, channels=ROOT_4):
-    """Claim a job on ``conn`` and commit, as an executor does."""
+    """Claim a job on ``conn`` and commit, as an executor does; return its id, or None."""
     with conn, conn.cursor() as cr:
-        return claim_job(cr, channels)
+        job = claim_job(cr, channels)
+    return job and job["id"]
 
 
 def rescue(conn):
@@ -97,10 +99,10 @@ def kill(conn, worker, death="close"):
 
 
 def test_claim_starts_the_job_counts_the_try_and_takes_its_liveness_lock(connect, conn):
-    [job_id] = insert(conn)
+    [job_id] = insert(conn, name="the job")
     worker, observer = connect(), connect()
     with worker.cursor() as cr:
-        assert claim_job(cr, ROOT_4) == job_id
+        claimed = claim_job(cr, ROOT_4)
         # The lock is held before the claim commits: no moment where the job
         # is started and looks orphaned.
         assert liveness_lock_holders(observer, job_id) == [worker.get_backend_pid()]
@@ -109,6 +111,9 @@ def test_claim_starts_the_job_counts_the_try_and_takes_its_liveness_lock(connect
     assert job["state"] == "started"
     assert job["retry"] == 1
     assert job["date_started"] is not None and job["date_enqueued"] is not None
+    # The claim returns the row as it committed it: the runner reads no more.
+    assert claimed == job
+    assert claimed["name"] == "the job"
     with worker.cursor() as cr:
         assert release_job(cr, job_id) is True
         assert release_job(cr, job_id) is False
@@ -122,24 +127,38 @@ def test_claim_returns_none_when_nothing_is_pending(conn):
     assert claim(conn) is None
 
 
-def test_claims_and_rescues_that_find_nothing_wake_no_runner(connect, conn):
+def test_claims_and_rescues_wake_no_runner(connect, conn):
+    """A claim takes a job a runner was woken for, and frees no slot: it wakes nobody."""
     [job_id] = insert(conn)
-    worker = connect()
-    assert claim(worker) == job_id
-    insert(conn, state="wait_dependencies")
     listener = connect()
     listener.autocommit = True
     run_sql(listener, "LISTEN queue_job")
+    worker = connect()
+    assert claim(worker) == job_id
+    insert(conn, state="wait_dependencies")
     assert claim(connect()) is None
     assert rescue(connect()) == ([], [])
     time.sleep(0.2)
     listener.poll()
     assert listener.notifies == []
-    with worker, worker.cursor() as cr:  # a real change does notify
+    with worker, worker.cursor() as cr:  # the end of a running job frees a slot
         transitions.mark_done(cr, [job_id], ("started",))
     select.select([listener], [], [], 2)
     listener.poll()
     assert len(listener.notifies) == 1
+
+
+def test_claim_refuses_to_run_outside_read_committed(connect, conn):
+    """On an autocommit connection, the session's default level is the claim's."""
+    [job_id] = insert(conn)
+    worker = connect()
+    worker.autocommit = True
+    with worker.cursor() as cr:
+        cr.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        with pytest.raises(psycopg2.errors.RaiseException, match="READ COMMITTED"):
+            claim_job(cr, ROOT_4)
+        cr.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        assert claim_job(cr, ROOT_4)["id"] == job_id
 
 
 def test_claim_order_is_priority_then_age_then_id(conn):
@@ -197,6 +216,45 @@ def test_capacity_counts_running_jobs_of_the_channel_and_its_ancestors(conn):
         transitions.mark_done(cr, [bulk_1], ("started",))
     assert claim(conn, channels) == bulk_2
     assert claim(conn, channels) is None  # root is full: mail_2 waits
+
+
+LINEAGE_CHANNELS = Channels.parse("root:4,root.mail:2,root.mail.bulk:1,root.sale:1")
+
+
+@pytest.mark.parametrize(
+    "running, full",
+    [
+        ({}, set()),
+        ({"root.mail.bulk": 1}, {"root.mail.bulk"}),
+        ({"root.mail.bulk.x": 1, "root.mail": 1}, {"root.mail.bulk", "root.mail"}),
+        ({"root.mail.other": 2}, {"root.mail"}),
+        ({"root.sale": 1, "root.x": 2}, {"root.sale"}),
+        ({"root.sale": 1, "root.x": 3}, {"root.sale", "root"}),
+        ({"other": 4}, {"root"}),
+        ({None: 3, "root.mail": 1}, {"root"}),
+    ],
+)
+def test_a_job_starts_only_when_no_configured_channel_of_its_lineage_is_full(
+    conn, running, full
+):
+    """``running``: running jobs per job channel; ``full``: the configured channels they fill."""
+    for channel, count in running.items():
+        insert(conn, count=count, channel=channel, state="started")
+    candidates = ["root.mail.bulk.x", "root.mail.other", "root.sale", "root.x", None]
+    for channel in candidates:
+        [job_id] = insert(conn, channel=channel)
+        claimable = not set(LINEAGE_CHANNELS.lineage(channel)) & full
+        with conn, conn.cursor() as cr:
+            claimed = claim_job(cr, LINEAGE_CHANNELS)
+            cr.execute("DELETE FROM queue_job WHERE id = %s", (job_id,))
+        assert (claimed and claimed["id"]) == (job_id if claimable else None), channel
+
+
+def test_child_capacity_larger_than_parent_is_capped_by_the_parent(conn):
+    channels = Channels.parse("root:1,root.a:5")
+    insert(conn, channel="root.a", state="started")
+    insert(conn, channel="root.a")
+    assert claim(conn, channels) is None
 
 
 def test_full_channel_backlog_does_not_starve_other_channels(conn):

@@ -9,6 +9,7 @@ each step through :func:`check_counters`.
 import select
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from jobs import (
@@ -23,7 +24,7 @@ from jobs import (
 )
 
 from queue_job import transitions
-from queue_job.schema import NOTIFY_CHANNEL
+from queue_job.schema import ETA_PAYLOAD, NOTIFY_CHANNEL
 
 #: What the runner passes after a job ran.
 RAN = ("started",)
@@ -717,3 +718,34 @@ def test_release_notifies_runners_on_commit(conn, connect):
     received = notifications(listener, 5)
     assert [n.channel for n in received] == [NOTIFY_CHANNEL]
     assert received[0].pid == conn.get_backend_pid()
+
+
+def test_release_that_leaves_dependents_waiting_wakes_no_runner(conn, connect):
+    with conn.cursor() as cr:
+        ids, _members = make_group(cr, 2, member_state=DONE)
+    conn.commit()
+    listener = connect()
+    listener.autocommit = True
+    with listener.cursor() as cr:
+        cr.execute(f"LISTEN {NOTIFY_CHANNEL}")
+    with conn.cursor() as cr:
+        transitions.release_dependents(cr, [ids["m0"]])
+        assert states(cr, ids)["cb"] == (WAIT, 1)
+    conn.commit()
+    assert notifications(listener, 0.3) == []
+
+
+@pytest.mark.parametrize("eta, payload", [(None, ""), (timedelta(hours=1), ETA_PAYLOAD)])
+def test_new_pending_job_notifies_and_says_if_it_waits_for_an_eta(conn, connect, eta, payload):
+    listener = connect()
+    listener.autocommit = True
+    with listener.cursor() as cr:
+        cr.execute(f"LISTEN {NOTIFY_CHANNEL}")
+    with conn.cursor() as cr:
+        insert_job(cr, state="wait_dependencies")
+        insert_job(cr, eta=eta and datetime.now(timezone.utc).replace(tzinfo=None) + eta)
+    conn.commit()
+    received = notifications(listener, 5)
+    time.sleep(0.1)
+    received += notifications(listener, 0)
+    assert [n.payload for n in received] == [payload]

@@ -30,12 +30,15 @@ class JobRunnerCase(TransactionCase):
             cr.execute(
                 "UPDATE queue_job SET state = 'started', retry = retry + 1, "
                 "date_started = now() AT TIME ZONE 'UTC' "
-                "WHERE id = %s AND state = 'pending' RETURNING id",
+                "WHERE id = %s AND state = 'pending' RETURNING *",
                 (record.id,),
             )
-            self.assertTrue(cr.fetchone(), f"{record.name} is not pending")
+            row = cr.fetchone()
+            # Read before anything else runs on the test's shared cursor.
+            columns = [column.name for column in cr.description]
+            self.assertTrue(row, f"{record.name} is not pending")
             cr.commit()
-            execute_claimed_job(cr, record.id)
+            execute_claimed_job(cr, dict(zip(columns, row, strict=True)))
         self.env.invalidate_all()
 
     def drain(self, limit=100):
