@@ -78,7 +78,7 @@ class Binding(Protocol):
     def cursor(self, db_name):
         """A cursor on a connection of its own, that an executor runs its jobs on.
 
-        It has ``rollback``, ``close``, and what :meth:`execute_job` needs.
+        It has ``close``, and what :meth:`execute_job` needs.
         """
 
     def execute_job(self, db_name, cr, job):

@@ -701,15 +701,21 @@ def notifications(listener, timeout):
         select.select([listener], [], [], left)
 
 
+def listen(connect):
+    """A new connection listening to the runners' channel."""
+    listener = connect()
+    listener.autocommit = True
+    with listener.cursor() as cr:
+        cr.execute(f"LISTEN {NOTIFY_CHANNEL}")
+    return listener
+
+
 def test_release_notifies_runners_on_commit(conn, connect):
     with conn.cursor() as cr:
         ids, _members = make_group(cr, 2)
         transitions.mark_done(cr, [ids["m0"]], RAN)
     conn.commit()
-    listener = connect()
-    listener.autocommit = True
-    with listener.cursor() as cr:
-        cr.execute(f"LISTEN {NOTIFY_CHANNEL}")
+    listener = listen(connect)
     with conn.cursor() as cr:
         assert transitions.mark_done(cr, [ids["m1"]], RAN) == [ids["m1"]]
         assert states(cr, ids)["cb"] == (PENDING, 0)
@@ -724,10 +730,7 @@ def test_release_that_leaves_dependents_waiting_wakes_no_runner(conn, connect):
     with conn.cursor() as cr:
         ids, _members = make_group(cr, 2, member_state=DONE)
     conn.commit()
-    listener = connect()
-    listener.autocommit = True
-    with listener.cursor() as cr:
-        cr.execute(f"LISTEN {NOTIFY_CHANNEL}")
+    listener = listen(connect)
     with conn.cursor() as cr:
         transitions.release_dependents(cr, [ids["m0"]])
         assert states(cr, ids)["cb"] == (WAIT, 1)
@@ -737,10 +740,7 @@ def test_release_that_leaves_dependents_waiting_wakes_no_runner(conn, connect):
 
 @pytest.mark.parametrize("eta, payload", [(None, ""), (timedelta(hours=1), ETA_PAYLOAD)])
 def test_new_pending_job_notifies_and_says_if_it_waits_for_an_eta(conn, connect, eta, payload):
-    listener = connect()
-    listener.autocommit = True
-    with listener.cursor() as cr:
-        cr.execute(f"LISTEN {NOTIFY_CHANNEL}")
+    listener = listen(connect)
     with conn.cursor() as cr:
         insert_job(cr, state="wait_dependencies")
         insert_job(cr, eta=eta and datetime.now(timezone.utc).replace(tzinfo=None) + eta)
