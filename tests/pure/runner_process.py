@@ -48,9 +48,6 @@ class Cursor:
     def commit(self):
         self.connection.commit()
 
-    def rollback(self):
-        self.connection.rollback()
-
     def close(self):
         self.connection.close()
 
