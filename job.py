@@ -294,9 +294,12 @@ class Job:
         this hold for concurrent transactions too.
         """
         env["queue.job"].flush_model()
+        adopted = []
         remaining = jobs
         while remaining:
-            remaining = cls._adopt_existing(env, cls._insert(env.cr, remaining))
+            left_out = cls._insert(env.cr, remaining)
+            remaining = cls._adopt_existing(env, left_out)
+            adopted += [job_ for job_ in left_out if job_ not in remaining]
         edges = [(job_.id, dep.id) for job_ in jobs for dep in job_.depends_on]
         for start in range(0, len(edges), INSERT_CHUNK):
             chunk = edges[start : start + INSERT_CHUNK]
@@ -304,6 +307,14 @@ class Job:
                 "INSERT INTO queue_job_dependency (job_id, dependency_id) VALUES "
                 + ", ".join(["(%s, %s)"] * len(chunk)),
                 [value for edge in chunk for value in edge],
+            )
+        # A job of no graph adopted as a dependency joins this one: the
+        # runner releases dependents right after the jobs of a graph only.
+        joining = [job_ for job_ in adopted if job_.reverse_depends_on]
+        if joining:
+            env.cr.execute(
+                "UPDATE queue_job SET graph_uuid = %s WHERE id = ANY(%s) AND graph_uuid IS NULL",
+                (joining[0].graph_uuid, [job_.id for job_ in joining]),
             )
 
     @staticmethod

@@ -161,3 +161,17 @@ class TestGraphBuilders(JobRunnerCase):
             self.record.delayable().record_call("x").record_call("y")
         with self.assertRaises(AttributeError):
             self.record.delayable().no_such_method()
+
+    def test_job_adopted_by_identity_releases_the_graph_when_it_runs(self):
+        holder = self.record.with_delay(identity_key="shared").record_call("holder")
+        first = self.delayable("first", identity_key="shared")
+        then = self.delayable("then")
+        chain(first, then).delay()
+        jobs = self.stored(first, then)
+        self.assertEqual(jobs["first"], self.job_of(holder), "the waiting job is adopted")
+        self.assert_one_graph(jobs)
+        self.assert_waits(jobs, "then", "first")
+        self.run_job(jobs["first"])
+        # Released by the run itself, not by the runner's periodic rescue.
+        self.assertEqual(jobs["then"].state, "pending")
+        self.assertEqual(self.log_tags(), ["holder"])
