@@ -421,19 +421,9 @@ class Job:
     def _result_text(self, result):
         return None if result is None else str(result)
 
-    def _exc_values(self, err):
-        return {
-            "exc_name": f"{type(err).__module__}.{type(err).__qualname__}",
-            "exc_message": str(err),
-            "exc_info": traceback.format_exc(),
-        }
-
-    def record_failure(self, err, from_states):
+    def record_failure(self, err):
         """Fail the job (and its dependents) for ``err``; runs in a clean transaction."""
-        transitions.mark_failed(
-            self.env.cr, [self.id], from_states, **self._exc_values(err)
-        )
-        self.env["queue.job"].sudo().browse(self.id)._message_failed_job()
+        _record_failure(self.env, self.id, err)
 
     def record_retry(self, err):
         """Postpone the job after a retryable error, or fail it if it is out of tries."""
@@ -445,13 +435,13 @@ class Job:
             )
         if self.max_retries and self.retry >= self.max_retries:
             failure = FailedJobError(f"Max. retries ({self.max_retries}) reached: {err}")
-            self.record_failure(failure, (STARTED,))
+            self.record_failure(failure)
             return
         transitions.retry_later(
             self.env.cr,
             [self.id],
             self.retry_seconds(getattr(err, "seconds", None)),
-            **self._exc_values(err),
+            **_exc_values(err),
         )
 
     def execute(self):
@@ -501,7 +491,7 @@ class Job:
             cr.rollback()
             _logger.info("Job %s failed", self.uuid, exc_info=True)
             transitions.read_committed(cr)
-            self.record_failure(err, (STARTED,))
+            self.record_failure(err)
             cr.commit()
 
 
@@ -513,7 +503,33 @@ def execute_claimed_job(cr, row):
     database connection fails.
     """
     env = api.Environment(cr, SUPERUSER_ID, {})
-    Job._from_values(env, row).execute()
+    try:
+        job_ = Job._from_values(env, row)
+    except Exception as err:  # noqa: BLE001 - recorded on the job
+        # It cannot even be loaded (its model is gone with its module, say):
+        # no later try would do better.
+        cr.rollback()
+        _logger.info("Job %s cannot be loaded", row["uuid"], exc_info=True)
+        transitions.read_committed(cr)
+        _record_failure(env, row["id"], err)
+        cr.commit()
+        return
+    job_.execute()
+
+
+def _exc_values(err):
+    """The exception fields of a job, for ``err`` being handled."""
+    return {
+        "exc_name": f"{type(err).__module__}.{type(err).__qualname__}",
+        "exc_message": str(err),
+        "exc_info": traceback.format_exc(),
+    }
+
+
+def _record_failure(env, job_id, err):
+    """Fail started job ``job_id`` (and its dependents) for ``err``; tell whom it concerns."""
+    transitions.mark_failed(env.cr, [job_id], (STARTED,), **_exc_values(err))
+    env["queue.job"].sudo().browse(job_id)._message_failed_job()
 
 
 def run_inline(jobs):

@@ -8,9 +8,8 @@ For each database it serves, a runner keeps
   rescues orphans (``claim.py``) and reads the next eta;
 * as many executor threads as root's capacity. Once woken, an executor
   claims a job, runs it, releases it, and claims again until nothing is
-  claimable; then it sleeps. Each executor keeps two connections between
-  jobs: one in autocommit for its claims and the liveness locks of its jobs,
-  one (the binding's cursor) that jobs run on.
+  claimable; then it sleeps. Each executor keeps its connection (the
+  binding's cursor) from one job to the next.
 
 The thread that calls :meth:`Runner.run` is the dispatcher: it waits on every
 LISTEN connection at once, until a notification or the nearest deadline
@@ -73,12 +72,14 @@ class Binding(Protocol):
         """Names of the databases to serve now (see ``databases.served_databases``)."""
 
     def connection_params(self, db_name):
-        """Keyword arguments of ``psycopg2.connect()`` for the LISTEN and claim connections."""
+        """Keyword arguments of ``psycopg2.connect()`` for the LISTEN connection."""
 
     def cursor(self, db_name):
-        """A cursor on a connection of its own, that an executor runs its jobs on.
+        """A cursor on a connection of its own, that an executor keeps.
 
-        It has ``close``, and what :meth:`execute_job` needs.
+        It has ``execute``, ``fetchone``, ``description``, ``rollback``,
+        ``close``, and ``connection``: its psycopg2 connection, in autocommit
+        while the executor claims and unlocks jobs.
         """
 
     def execute_job(self, db_name, cr, job):
@@ -181,15 +182,16 @@ class _Executors:
 
 
 class _Session:
-    """The connections of one executor, opened when first needed and kept between jobs.
+    """The connection of one executor, opened when first needed and kept between jobs.
 
-    Closing them, after an error, also drops the liveness lock of the job
-    that was running: its outcome was not committed, the rescue requeues it.
+    Claims and unlocks run on it in autocommit, each a transaction of its
+    own without a BEGIN and a COMMIT round trip; jobs run on it in
+    transactions. It holds the liveness lock of the job it runs, which the
+    death of the process (or of the connection) releases.
     """
 
     def __init__(self, database):
         self._database = database
-        self._claims = None  # psycopg2 connection, autocommit
         self._cr = None  # the binding's cursor
 
     def run_one(self):
@@ -198,53 +200,55 @@ class _Session:
         try:
             job = self._claim()
         except CONNECTION_ERRORS:
-            # Kept connections die with the server (a restart, say) while the
-            # executor sleeps, and fail at their first use: claim on new ones.
+            # A kept connection dies with the server (a restart, say) while
+            # the executor sleeps, and fails at its first use: claim on a new one.
             self.close()
             job = self._claim()
         if job is None:
             return False
         database.executors.wake()  # more may be claimable: let a peer look
-        database.binding.execute_job(database.name, self._cr, job)
-        # The outcome is committed: the job is no longer the rescue's business.
-        with self._claims.cursor() as cr:
-            if not claim.release_job(cr, job["id"]):
-                _logger.warning(
-                    "database %s: job %s had lost its liveness lock", database.name, job["id"]
-                )
+        try:
+            database.binding.execute_job(database.name, self._cr, job)
+        finally:
+            # Its outcome committed, the job is no longer the rescue's
+            # business; if execute_job raised, it stays started and unlocked,
+            # and the rescue requeues it. (A connection given back to a pool
+            # would keep the lock until the pool lends it again.)
+            self._cr.rollback()
+            with _autocommit(self._cr):
+                if not claim.release_job(self._cr, job["id"]):
+                    _logger.warning(
+                        "database %s: job %s had lost its liveness lock", database.name, job["id"]
+                    )
         return True
 
     def _claim(self):
         database = self._database
-        if self._claims is None:
-            self._claims = _claim_connection(database.binding.connection_params(database.name))
         if self._cr is None:
-            self._cr = database.binding.cursor(database.name)
-        with self._claims.cursor() as cr:
-            return claim.claim_job(cr, database.channels)
+            cr = database.binding.cursor(database.name)
+            with _autocommit(cr):
+                # Claims must be READ COMMITTED (see queue_job_claim in
+                # schema.py); the jobs' transactions say their own level.
+                cr.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            self._cr = cr
+        with _autocommit(self._cr):
+            return claim.claim_job(self._cr, database.channels)
 
     def close(self):
         if self._cr is not None:
             cr, self._cr = self._cr, None
             with contextlib.suppress(*CONNECTION_ERRORS):
                 cr.close()
-        if self._claims is not None:
-            claims, self._claims = self._claims, None
-            claims.close()
 
 
-def _claim_connection(params):
-    connection = psycopg2.connect(**params)
-    connection.autocommit = True
+@contextlib.contextmanager
+def _autocommit(cr):
+    # Only set on the client: psycopg2 then sends no BEGIN, and no COMMIT.
+    cr.connection.autocommit = True
     try:
-        with connection.cursor() as cr:
-            # Each claim is a transaction of its own, and must be READ
-            # COMMITTED (see queue_job_claim in schema.py).
-            cr.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
-    except Exception:
-        connection.close()
-        raise
-    return connection
+        yield
+    finally:
+        cr.connection.autocommit = False
 
 
 class _Database:

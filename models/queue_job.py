@@ -261,7 +261,7 @@ class QueueJob(models.Model):
                 self.env.flush_all()
         except Exception as err:  # noqa: BLE001 - the job's own failure is recorded
             _logger.info("Job %s failed (Run Now)", job_.uuid, exc_info=True)
-            job_.record_failure(err, (STARTED,))
+            job_.record_failure(err)
             return
         transitions.mark_done(
             self.env.cr, [job_.id], (STARTED,), result=job_._result_text(result)

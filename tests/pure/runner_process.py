@@ -22,6 +22,7 @@ from psycopg2.extensions import make_dsn
 
 from queue_job import transitions
 from queue_job.jobrunner.channels import Channels
+from queue_job.jobrunner.claim import LOCK_NAMESPACE
 from queue_job.jobrunner.databases import served_databases
 from queue_job.jobrunner.runner import Runner, run_until_signalled
 
@@ -29,8 +30,12 @@ APPLICATION_NAME = "queue_job_test_runner"
 
 
 class Cursor:
-    """A cursor on a connection of its own, which closing it closes (as Odoo's
-    gives the connection back to its pool)."""
+    """A cursor on a connection of its own, closed with it.
+
+    Closing it while it holds a job's liveness lock is an error: Odoo's pool
+    would keep the connection, and the lock with it, until it lends the
+    connection again.
+    """
 
     def __init__(self, connection):
         self.connection = connection
@@ -45,11 +50,28 @@ class Cursor:
     def fetchall(self):
         return self._cursor.fetchall()
 
+    @property
+    def description(self):
+        return self._cursor.description
+
     def commit(self):
         self.connection.commit()
 
+    def rollback(self):
+        self.connection.rollback()
+
     def close(self):
+        if self.connection.closed:
+            return
+        self.connection.rollback()
+        self._cursor.execute(
+            "SELECT objid FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'"
+            " AND classid = %s::oid AND objid != 0",
+            (LOCK_NAMESPACE,),
+        )
+        held = self._cursor.fetchall()
         self.connection.close()
+        assert not held, f"connection given back with the liveness lock of job {held}"
 
 
 class PsycopgBinding:

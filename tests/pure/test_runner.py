@@ -15,6 +15,7 @@ from jobs import insert_job
 from psycopg2.extensions import parse_dsn
 from runner_process import APPLICATION_NAME
 
+from queue_job.jobrunner.claim import WORKER_DIED
 from queue_job.jobrunner.runner import RECONNECT_DELAY, RESCUE_INTERVAL
 
 RUNNER_PROCESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner_process.py")
@@ -154,6 +155,28 @@ def test_job_of_a_killed_runner_is_rescued_by_the_other(db, start_runner):
     assert rescue_time <= RESCUE_INTERVAL + 1
     rescuer_log = runners[second_pid].log_path.read_text()
     assert f"requeued job(s) [{job_id}], whose worker died" in rescuer_log
+
+
+def test_job_whose_execution_raises_is_unlocked_and_rescued(db, start_runner):
+    """An error outside the job's own code (the fake job fails to parse its name)."""
+    runner = start_runner("root:1")
+    with db, db.cursor() as cr:
+        job_id = insert_job(cr, name="not seconds", max_retries=1)
+    wait_for(
+        lambda: run_sql(db, "SELECT state FROM queue_job WHERE id = %s", (job_id,))[0][0]
+        == "failed",
+        RESCUE_INTERVAL + 2,
+        "not rescued in time",
+    )
+    assert run_sql(db, "SELECT retry, exc_name FROM queue_job WHERE id = %s", (job_id,)) == [
+        (1, WORKER_DIED)
+    ]
+    log = runner.log_path.read_text()
+    assert "executor error" in log
+    # Unlocked before its connection was given back, and by no one else.
+    assert "liveness lock" not in log
+    # The executor goes on with the next job.
+    wait_until_done(db, insert_jobs(db, 0), timeout=5)
 
 
 def cpu_seconds(pid):

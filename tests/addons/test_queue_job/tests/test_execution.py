@@ -42,6 +42,19 @@ class TestExecution(JobRunnerCase):
         self.assertIn("raise ValueError(message)", job.exc_info)
         self.assertEqual(self.record.name, "test record", "the job's own write is rolled back")
 
+    def test_job_whose_model_is_gone_fails_at_once(self):
+        job = self.delay("increment", 1)
+        self.env.cr.execute(
+            "UPDATE queue_job SET model_name = 'gone.model',"
+            " records = jsonb_set(records, '{model}', '\"gone.model\"') WHERE id = %s",
+            (job.id,),
+        )
+        job.invalidate_recordset()
+        self.run_job(job)
+        self.assertEqual(job.state, "failed")
+        self.assertIn("gone.model", job.exc_message)
+        self.assertEqual(job.retry, 1, "one try, not a retry loop")
+
     def test_retry_follows_the_pattern_then_fails(self):
         # test_queue_job's data: retry_later has pattern {1: 1, 3: 5}
         job = self.delay("retry_later", "later", max_retries=3)
