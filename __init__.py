@@ -1,6 +1,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
 from . import models
 from . import wizards
+from . import schema
 
 
 def post_load():
@@ -8,3 +9,8 @@ def post_load():
     from .jobrunner.server import install_server_hooks
 
     install_server_hooks()
+
+
+def uninstall_hook(env):
+    """Drop the database functions that the ORM does not know of."""
+    schema.drop(env.cr)

@@ -21,4 +21,5 @@
     "installable": True,
     "application": True,
     "post_load": "post_load",
+    "uninstall_hook": "uninstall_hook",
 }

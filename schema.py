@@ -161,3 +161,13 @@ def ensure(cr):
     """Create or update the objects above; idempotent."""
     for statement in _STATEMENTS:
         cr.execute(statement)
+
+
+def drop(cr):
+    """Drop the functions above; indexes and triggers go with their tables.
+
+    The uninstall hook: dropping the ``queue_job`` table drops
+    ``queue_job_claim`` (it returns its rows) but not ``queue_job_notify``.
+    """
+    cr.execute("DROP FUNCTION IF EXISTS queue_job_notify() CASCADE")
+    cr.execute("DROP FUNCTION IF EXISTS queue_job_claim(integer, varchar[], integer[])")

@@ -749,3 +749,4 @@ def test_new_pending_job_notifies_and_says_if_it_waits_for_an_eta(conn, connect,
     time.sleep(0.1)
     received += notifications(listener, 0)
     assert [n.payload for n in received] == [payload]
+

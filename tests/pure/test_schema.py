@@ -1,0 +1,23 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+"""The database objects of schema.py: created by ensure(), removed by drop()."""
+
+from queue_job import schema
+
+
+def test_drop_removes_the_functions_that_ensure_creates(conn):
+    functions = (
+        "SELECT proname FROM pg_proc WHERE proname IN ('queue_job_notify', 'queue_job_claim')"
+        " ORDER BY proname"
+    )
+    with conn.cursor() as cr:  # DDL is transactional: rolled back below
+        cr.execute(functions)
+        assert cr.fetchall() == [("queue_job_claim",), ("queue_job_notify",)]
+        schema.drop(cr)
+        cr.execute(functions)
+        assert cr.fetchall() == []
+        cr.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'queue_job'::regclass"
+            " AND NOT tgisinternal"
+        )
+        assert cr.fetchall() == []
+    conn.rollback()
