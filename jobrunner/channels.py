@@ -43,16 +43,12 @@ channel 'root.sub': capacity must be a positive integer, not '0'
 channel 'mail' is not under root (write 'root.mail')
 """
 
-import configparser
 import os
 import re
 
-ROOT = "root"
+from . import settings
 
-#: Environment variable that takes precedence over the configuration file.
-ENVIRON_KEY = "ODOO_QUEUE_JOB_CHANNELS"
-#: Section and key of the Odoo configuration file.
-CONFIG_SECTION, CONFIG_KEY = "queue_job", "channels"
+ROOT = "root"
 DEFAULT = "root:1"
 
 _NAME = re.compile(r"[\w-]+(\.[\w-]+)*")
@@ -124,17 +120,11 @@ def _parse_capacity(name, text):
 
 
 def configured_channels(config_file=None, environ=os.environ):
-    """The channels from ``ODOO_QUEUE_JOB_CHANNELS``, else from the ``[queue_job]``
-    section of ``config_file`` (Odoo's configuration file), else ``root:1``.
+    """The ``channels`` setting (see ``settings.py``), else ``root:1``.
 
     Raise ChannelsConfigError naming where the faulty setting comes from.
     """
-    source, text = ENVIRON_KEY, environ.get(ENVIRON_KEY)
-    if not text and config_file:
-        parser = configparser.RawConfigParser()
-        parser.read(config_file)
-        source = f"{config_file} [{CONFIG_SECTION}] {CONFIG_KEY}"
-        text = parser.get(CONFIG_SECTION, CONFIG_KEY, fallback=None)
+    source, text = settings.lookup("channels", config_file, environ)
     if not text:
         return Channels.parse(DEFAULT)
     try:

@@ -6,28 +6,40 @@ import threading
 import psycopg2
 
 from odoo.modules.registry import Registry
-from odoo.sql_db import connection_info_for
+from odoo.sql_db import Connection, ConnectionPool, connection_info_for
 from odoo.tools import config
 
 from ..job import execute_claimed_job
-from . import databases
+from . import databases, settings
 from .channels import configured_channels
 from .runner import Runner
 
 
 class OdooBinding:
-    """The :class:`~.runner.Binding` of a runner inside Odoo."""
+    """The :class:`~.runner.Binding` of a runner inside Odoo.
+
+    ``db_params`` (see ``settings.runner_db_params``) override Odoo's
+    connection parameters for every connection of the runner. Its executors'
+    cursors come from a pool of the runner's own, with those parameters.
+    """
+
+    def __init__(self, db_params):
+        self._db_params = db_params
+        self._pool = ConnectionPool(int(config["db_maxconn"]))
 
     def database_names(self):
-        return databases.served_databases(_connect, config["db_name"])
+        return databases.served_databases(self._connect, config["db_name"])
 
     def connection_params(self, db_name):
-        return connection_info_for(db_name)[1]
+        return {**connection_info_for(db_name)[1], **self._db_params}
 
     def cursor(self, db_name):
         # Odoo's log lines name the database of their thread.
         threading.current_thread().dbname = db_name
-        return Registry(db_name).cursor()
+        return Connection(self._pool, db_name, self.connection_params(db_name)).cursor()
+
+    def _connect(self, db_name):
+        return psycopg2.connect(**self.connection_params(db_name))
 
     def execute_job(self, db_name, cr, job):
         # In the job's transaction: reload what other processes changed.
@@ -44,10 +56,8 @@ class OdooBinding:
         registry.signal_changes()
 
 
-def _connect(db_name):
-    return psycopg2.connect(**connection_info_for(db_name)[1])
-
-
 def make_runner():
     """The runner as Odoo's configuration sets it up; raise ChannelsConfigError."""
-    return Runner(OdooBinding(), configured_channels(config["config"]))
+    config_file = config["config"]
+    binding = OdooBinding(settings.runner_db_params(config_file))
+    return Runner(binding, configured_channels(config_file))

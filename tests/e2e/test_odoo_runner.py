@@ -14,6 +14,7 @@ import time
 
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 DB = os.environ.get("QUEUE_JOB_E2E_DB")
 ADDONS = os.environ.get("QUEUE_JOB_E2E_ADDONS")
@@ -71,13 +72,14 @@ def wait_for(job_id, states, timeout):
 class Server:
     """``odoo --load=base,web,queue_job``, the documented way to run the jobrunner."""
 
-    def __init__(self, log_path):
+    def __init__(self, log_path, environ=()):
         self.log_path = log_path
+        self.environ = dict(environ)
         self.process = None
 
     def start(self):
         self.log = open(self.log_path, "a")
-        env = dict(os.environ, ODOO_QUEUE_JOB_CHANNELS="root:2")
+        env = dict(os.environ, ODOO_QUEUE_JOB_CHANNELS="root:2", **self.environ)
         self.process = subprocess.Popen(
             ["odoo", f"--addons-path={ADDONS}", "-d", DB, "--load=base,web,queue_job",
              f"--http-port={PORT}", "--log-level=info"],
@@ -144,3 +146,52 @@ def test_killed_runner_job_is_rescued_and_done(server):
     row = wait_for(job_id, {"done", "failed"}, timeout=20)
     assert row["state"] == "done"
     assert row["retry"] == 2, "the killed try counts"
+
+
+RUNNER_ROLE, RUNNER_PASSWORD = "queue_job_e2e_runner", "e2e-secret"
+
+
+@pytest.fixture
+def runner_role():
+    """A role that logs in over TCP with a password, with the rights of the current user."""
+    with psycopg2.connect(dbname=DB) as conn, conn.cursor() as cr:
+        cr.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        if not cr.fetchone()[0]:
+            pytest.skip("needs a superuser to create a role")
+        cr.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s IN ROLE {}").format(
+                sql.Identifier(RUNNER_ROLE), sql.Identifier(conn.info.user)
+            ),
+            (RUNNER_PASSWORD,),
+        )
+    yield
+    with psycopg2.connect(dbname=DB) as conn, conn.cursor() as cr:
+        cr.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(RUNNER_ROLE)))
+
+
+def test_runner_connects_with_its_own_db_settings(runner_role, tmp_path):
+    """OCA's ODOO_QUEUE_JOB_JOBRUNNER_DB_*: Odoo stays on its socket, the runner uses TCP."""
+    server = Server(
+        tmp_path / "odoo.log",
+        {
+            "ODOO_QUEUE_JOB_JOBRUNNER_DB_HOST": "127.0.0.1",
+            "ODOO_QUEUE_JOB_JOBRUNNER_DB_USER": RUNNER_ROLE,
+            "ODOO_QUEUE_JOB_JOBRUNNER_DB_PASSWORD": RUNNER_PASSWORD,
+        },
+    )
+    server.start()
+    try:
+        job_id, _ = delay(f"{RECORD}.with_delay().session_user()")
+        assert wait_for(job_id, {"done", "failed"}, timeout=10)["state"] == "done"
+        with psycopg2.connect(dbname=DB) as conn, conn.cursor() as cr:
+            cr.execute("SELECT result FROM queue_job WHERE id = %s", (job_id,))
+            assert cr.fetchone()[0] == str((RUNNER_ROLE, "127.0.0.1/32"))
+            # The LISTEN connection and the executor that ran the job, at least.
+            cr.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE usename = %s AND datname = %s AND client_addr = '127.0.0.1'",
+                (RUNNER_ROLE, DB),
+            )
+            assert cr.fetchone()[0] >= 2
+    finally:
+        server.kill()

@@ -70,6 +70,11 @@ class TestQueueJob(models.Model):
     def sleep(self, seconds):
         time.sleep(seconds)
 
+    def session_user(self):
+        """The database role the job runs as, and how it reached the server."""
+        self.env.cr.execute("SELECT session_user, inet_client_addr()::text")
+        return self.env.cr.fetchone()
+
 
 class TestQueueJobLog(models.Model):
     """One line per run of ``record_call``: what ran, in which order, as whom."""
