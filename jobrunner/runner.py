@@ -77,9 +77,8 @@ class Binding(Protocol):
     def cursor(self, db_name):
         """A cursor on a connection of its own, that an executor keeps.
 
-        It has ``execute``, ``fetchone``, ``description``, ``rollback``,
-        ``close``, and ``connection``: its psycopg2 connection, in autocommit
-        while the executor claims and unlocks jobs.
+        It has ``rollback``, ``close``, and ``connection``: its psycopg2
+        connection, on which the executor claims and unlocks jobs.
         """
 
     def execute_job(self, db_name, cr, job):
@@ -215,8 +214,8 @@ class _Session:
             # and the rescue requeues it. (A connection given back to a pool
             # would keep the lock until the pool lends it again.)
             self._cr.rollback()
-            with _autocommit(self._cr):
-                if not claim.release_job(self._cr, job["id"]):
+            with _autocommit_cursor(self._cr) as cr:
+                if not claim.release_job(cr, job["id"]):
                     _logger.warning(
                         "database %s: job %s had lost its liveness lock", database.name, job["id"]
                     )
@@ -225,14 +224,13 @@ class _Session:
     def _claim(self):
         database = self._database
         if self._cr is None:
-            cr = database.binding.cursor(database.name)
-            with _autocommit(cr):
+            self._cr = database.binding.cursor(database.name)
+            with _autocommit_cursor(self._cr) as cr:
                 # Claims must be READ COMMITTED (see queue_job_claim in
                 # schema.py); the jobs' transactions say their own level.
                 cr.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            self._cr = cr
-        with _autocommit(self._cr):
-            return claim.claim_job(self._cr, database.channels)
+        with _autocommit_cursor(self._cr) as cr:
+            return claim.claim_job(cr, database.channels)
 
     def close(self):
         if self._cr is not None:
@@ -242,13 +240,20 @@ class _Session:
 
 
 @contextlib.contextmanager
-def _autocommit(cr):
-    # Only set on the client: psycopg2 then sends no BEGIN, and no COMMIT.
-    cr.connection.autocommit = True
+def _autocommit_cursor(cr):
+    """A plain psycopg2 cursor on the connection of ``cr``, in autocommit.
+
+    Autocommit is only set on the client: psycopg2 then sends no BEGIN and no
+    COMMIT. Plain, because this is the runner's SQL, not the ORM's: Odoo's
+    cursor would log as an error the claim that finds a connection dead.
+    """
+    connection = cr.connection
+    connection.autocommit = True
     try:
-        yield
+        with connection.cursor() as plain:
+            yield plain
     finally:
-        cr.connection.autocommit = False
+        connection.autocommit = False
 
 
 class _Database:

@@ -50,10 +50,6 @@ class Cursor:
     def fetchall(self):
         return self._cursor.fetchall()
 
-    @property
-    def description(self):
-        return self._cursor.description
-
     def commit(self):
         self.connection.commit()
 
