@@ -148,6 +148,27 @@ def test_killed_runner_job_is_rescued_and_done(server):
     assert row["retry"] == 2, "the killed try counts"
 
 
+def test_runner_reconnects_when_its_connections_are_cut(server):
+    """As when PostgreSQL restarts: every session of the server ends."""
+    first, _ = delay(f"{RECORD}.with_delay().increment(1)")
+    wait_for(first, {"done"}, timeout=10)
+    with psycopg2.connect(dbname=DB) as conn, conn.cursor() as cr:
+        cr.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = %s AND application_name = %s",
+            (DB, f"odoo-{server.process.pid}"),
+        )
+        assert cr.fetchone()[0] >= 2, "the LISTEN connection and an executor's, at least"
+    time.sleep(1.5)  # the runner's first reconnection attempt comes after 1 s
+    second, committed = delay(f"{RECORD}.with_delay().increment(1)")
+    row = wait_for(second, {"done", "failed"}, timeout=10)
+    assert row["state"] == "done"
+    log = server.log_path.read_text()
+    assert "connected again" in log
+    # A dead kept connection is replaced quietly, not logged as a failed query.
+    assert "bad query" not in log
+
+
 RUNNER_ROLE, RUNNER_PASSWORD = "queue_job_e2e_runner", "e2e-secret"
 
 
