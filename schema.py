@@ -17,6 +17,12 @@ ETA_PAYLOAD = "eta"
 #: and its ``date_done`` must say when it ended.
 NOW_UTC = "(clock_timestamp() AT TIME ZONE 'UTC')"
 
+#: The version of the objects below, bumped whenever they change: a runner
+#: serves a database only once its module is updated to this version.
+VERSION = 2
+
+_CLAIM_FUNCTION = "queue_job_claim(integer, varchar[], integer[])"
+
 #: States in which a job waits for a runner (the identity key is unique among them).
 WAITING_STATES = ("wait_dependencies", "pending", "enqueued")
 
@@ -154,6 +160,7 @@ _STATEMENTS = (
     END;
     $$ LANGUAGE plpgsql VOLATILE
     """,
+    f"COMMENT ON FUNCTION {_CLAIM_FUNCTION} IS 'queue_job schema {VERSION}'",
 )
 
 
@@ -163,6 +170,14 @@ def ensure(cr):
         cr.execute(statement)
 
 
+def is_current(cr):
+    """Whether the database has the objects of this version (see :data:`VERSION`)."""
+    cr.execute(
+        "SELECT obj_description(to_regprocedure(%s), 'pg_proc')", (_CLAIM_FUNCTION,)
+    )
+    return cr.fetchone()[0] == f"queue_job schema {VERSION}"
+
+
 def drop(cr):
     """Drop the functions above; indexes and triggers go with their tables.
 
@@ -170,4 +185,4 @@ def drop(cr):
     ``queue_job_claim`` (it returns its rows) but not ``queue_job_notify``.
     """
     cr.execute("DROP FUNCTION IF EXISTS queue_job_notify() CASCADE")
-    cr.execute("DROP FUNCTION IF EXISTS queue_job_claim(integer, varchar[], integer[])")
+    cr.execute(f"DROP FUNCTION IF EXISTS {_CLAIM_FUNCTION}")

@@ -39,6 +39,7 @@ from typing import Protocol
 
 import psycopg2
 
+from .. import schema
 from ..schema import ETA_PAYLOAD, NOTIFY_CHANNEL
 from . import claim
 from .channels import ChannelsConfigError
@@ -86,6 +87,10 @@ class Binding(Protocol):
 
         Raise only when the database connection fails.
         """
+
+
+class OutdatedSchemaError(Exception):
+    """The database has queue_job's objects of another version; the message is one line."""
 
 
 def _one_line(exc):
@@ -321,6 +326,11 @@ class _Database:
         connection = psycopg2.connect(**self.binding.connection_params(self.name))
         try:
             with connection.cursor() as cr:
+                if not schema.is_current(cr):
+                    raise OutdatedSchemaError(
+                        "queue_job's database objects are not those of this version:"
+                        f" update the module (odoo -u queue_job -d {self.name})"
+                    )
                 cr.execute(f"LISTEN {NOTIFY_CHANNEL}")
             connection.commit()
         except Exception:
@@ -339,7 +349,9 @@ class _Database:
         self._reconnect_at = now + self._backoff.next_delay()
         if self._backoff.failures > 1:
             return  # said once, at the first failure
-        if isinstance(exc, CONNECTION_ERRORS):
+        if isinstance(exc, OutdatedSchemaError):
+            _logger.warning("database %s: %s; waiting for it", self.name, exc)
+        elif isinstance(exc, CONNECTION_ERRORS):
             _logger.warning(
                 "database %s: %s: %s; retrying until it is back",
                 self.name,

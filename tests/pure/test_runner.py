@@ -15,8 +15,9 @@ from jobs import insert_job
 from psycopg2.extensions import parse_dsn
 from runner_process import APPLICATION_NAME
 
+from queue_job import schema
 from queue_job.jobrunner.claim import WORKER_DIED
-from queue_job.jobrunner.runner import RECONNECT_DELAY, RESCUE_INTERVAL
+from queue_job.jobrunner.runner import RECONNECT_DELAY, RECONNECT_DELAY_MAX, RESCUE_INTERVAL
 
 RUNNER_PROCESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner_process.py")
 
@@ -177,6 +178,29 @@ def test_job_whose_execution_raises_is_unlocked_and_rescued(db, start_runner):
     assert "liveness lock" not in log
     # The executor goes on with the next job.
     wait_until_done(db, insert_jobs(db, 0), timeout=5)
+
+
+def test_runner_waits_for_the_module_update_of_an_outdated_database(db, start_runner):
+    with db, db.cursor() as cr:
+        cr.execute(
+            "COMMENT ON FUNCTION queue_job_claim(integer, varchar[], integer[])"
+            " IS 'queue_job schema 1'"
+        )
+    try:
+        runner = start_runner("root:1")
+        wait_for(
+            lambda: "odoo -u queue_job" in runner.log_path.read_text(), 5, "no warning"
+        )
+        [job_id] = insert_jobs(db, 0)
+        time.sleep(0.5)
+        assert executions(db, job_id) == []
+    finally:
+        with db, db.cursor() as cr:
+            schema.ensure(cr)
+    wait_until_done(db, [job_id], timeout=RECONNECT_DELAY_MAX + 2)
+    log = runner.log_path.read_text()
+    assert log.count("odoo -u queue_job") == 1, "said once"
+    assert "Traceback" not in log
 
 
 def cpu_seconds(pid):

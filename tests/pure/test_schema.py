@@ -21,3 +21,18 @@ def test_drop_removes_the_functions_that_ensure_creates(conn):
         )
         assert cr.fetchall() == []
     conn.rollback()
+
+
+def test_is_current_only_with_the_objects_of_this_version(conn):
+    with conn.cursor() as cr:
+        assert schema.is_current(cr)
+        cr.execute(
+            "COMMENT ON FUNCTION queue_job_claim(integer, varchar[], integer[])"
+            " IS 'queue_job schema 1'"
+        )
+        assert not schema.is_current(cr)
+        schema.drop(cr)
+        assert not schema.is_current(cr)
+        schema.ensure(cr)
+        assert schema.is_current(cr)
+    conn.rollback()
