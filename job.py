@@ -28,7 +28,7 @@ from .exception import (
     NothingToDoJob,
     RetryableJobError,
 )
-from .schema import NOW_UTC, WAITING_STATES
+from .schema import NOW_UTC, WAITING_SQL, WAITING_STATES
 
 _logger = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ class Job:
         while remaining:
             left_out = cls._insert(env.cr, remaining)
             remaining = cls._adopt_existing(env, left_out)
-            adopted += [job_ for job_ in left_out if job_ not in remaining]
+            adopted += [job_ for job_ in left_out if job_.id is not None]
         edges = [(job_.id, dep.id) for job_ in jobs for dep in job_.depends_on]
         for start in range(0, len(edges), INSERT_CHUNK):
             chunk = edges[start : start + INSERT_CHUNK]
@@ -329,8 +329,7 @@ class Job:
                 INSERT INTO queue_job ({", ".join(_JOB_COLUMNS)}, date_created)
                 VALUES {", ".join([placeholders] * len(chunk))}
                 ON CONFLICT (identity_key)
-                   WHERE identity_key IS NOT NULL
-                     AND state IN ('wait_dependencies', 'pending', 'enqueued')
+                   WHERE identity_key IS NOT NULL AND state IN {WAITING_SQL}
                 DO NOTHING
                 RETURNING uuid, id
                 """,
@@ -349,7 +348,8 @@ class Job:
         """Give each of ``jobs`` the waiting job that holds its identity key.
 
         Returns the jobs whose key holder left the waiting states between the
-        insert and this read: they must be inserted after all.
+        insert and this read: they must be inserted after all (their ``id``
+        stays None).
         """
         if not jobs:
             return []
@@ -479,20 +479,16 @@ class Job:
                 transitions.release_dependents(cr, [self.id])
                 cr.commit()
         except (RetryableJobError, psycopg2.errors.TransactionRollbackError) as err:
-            cr.rollback()
             if isinstance(err, psycopg2.Error):
                 err = RetryableJobError(str(err), seconds=CONCURRENCY_RETRY_INTERVAL)
-            transitions.read_committed(cr)
-            self.record_retry(err)
-            cr.commit()
+            with _outcome_transaction(cr):
+                self.record_retry(err)
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
             raise  # the connection is gone: the runner reconnects, rescue requeues
         except Exception as err:
-            cr.rollback()
             _logger.info("Job %s failed", self.uuid, exc_info=True)
-            transitions.read_committed(cr)
-            self.record_failure(err)
-            cr.commit()
+            with _outcome_transaction(cr):
+                self.record_failure(err)
 
 
 def execute_claimed_job(cr, row):
@@ -508,13 +504,21 @@ def execute_claimed_job(cr, row):
     except Exception as err:  # noqa: BLE001 - recorded on the job
         # It cannot even be loaded (its model is gone with its module, say):
         # no later try would do better.
-        cr.rollback()
         _logger.info("Job %s cannot be loaded", row["uuid"], exc_info=True)
-        transitions.read_committed(cr)
-        _record_failure(env, row["id"], err)
-        cr.commit()
+        with _outcome_transaction(cr):
+            _record_failure(env, row["id"], err)
         return
     job_.execute()
+
+
+@contextmanager
+def _outcome_transaction(cr):
+    """Drop the job's transaction, then record its outcome in a READ COMMITTED
+    transaction of its own (see :meth:`Job.execute`), committed on leaving."""
+    cr.rollback()
+    transitions.read_committed(cr)
+    yield
+    cr.commit()
 
 
 def _exc_values(err):

@@ -29,6 +29,20 @@ WAITING_STATES = ("wait_dependencies", "pending", "enqueued")
 #: States in which a job holds a slot of its channel.
 RUNNING_STATES = ("enqueued", "started")
 
+
+def _sql_list(values):
+    return "({})".format(", ".join(f"'{value}'" for value in values))
+
+
+#: The same states, as SQL writes them after ``IN``. Partial indexes and the
+#: statements that should use them spell their predicates alike.
+WAITING_SQL = _sql_list(WAITING_STATES)
+RUNNING_SQL = _sql_list(RUNNING_STATES)
+
+#: Second key of the claim lock, under the runners' lock namespace
+#: (``jobrunner/claim.py``); job ids, the keys of liveness locks, start at 1.
+CLAIM_LOCK_KEY = 0
+
 _STATEMENTS = (
     # One edge per (dependent, dependency); ``released`` is flipped once,
     # in the statement that decrements the dependent's counter: the
@@ -48,9 +62,9 @@ _STATEMENTS = (
         ON queue_job (priority, date_created, id) WHERE state = 'pending'
     """,
     # Capacity counts and orphan rescue only look at running jobs.
-    """
+    f"""
     CREATE INDEX IF NOT EXISTS queue_job_running_idx
-        ON queue_job (channel) WHERE state IN ('enqueued', 'started')
+        ON queue_job (channel) WHERE state IN {RUNNING_SQL}
     """,
     # ETA wake-ups: the next future eta among pending jobs.
     """
@@ -59,11 +73,11 @@ _STATEMENTS = (
     """,
     # identity_key: at most one waiting job per key, enforced by PostgreSQL
     # so that two concurrent enqueues cannot both insert.
-    """
+    f"""
     CREATE UNIQUE INDEX IF NOT EXISTS queue_job_identity_key_uniq
         ON queue_job (identity_key)
         WHERE identity_key IS NOT NULL
-          AND state IN ('wait_dependencies', 'pending', 'enqueued')
+          AND state IN {WAITING_SQL}
     """,
     # Statement-level: a 10,000-row insert sends one notification, not
     # 10,000. Runners only need waking when a job may have become runnable
@@ -82,7 +96,7 @@ _STATEMENTS = (
           INTO runnable, eta_ahead
           FROM new_rows WHERE state = 'pending';
         IF NOT runnable AND TG_OP = 'UPDATE' THEN
-            runnable := EXISTS (SELECT 1 FROM old_rows WHERE state IN {RUNNING_STATES});
+            runnable := EXISTS (SELECT 1 FROM old_rows WHERE state IN {RUNNING_SQL});
         END IF;
         IF runnable THEN
             PERFORM pg_notify('{NOTIFY_CHANNEL}', CASE WHEN eta_ahead THEN '{ETA_PAYLOAD}' ELSE '' END);
@@ -122,14 +136,14 @@ _STATEMENTS = (
             RAISE EXCEPTION 'queue_job_claim() runs in READ COMMITTED, not %',
                 current_setting('transaction_isolation');
         END IF;
-        PERFORM pg_advisory_xact_lock(lock_namespace, 0);
+        PERFORM pg_advisory_xact_lock(lock_namespace, {CLAIM_LOCK_KEY});
         -- A job counts against its channel and every configured ancestor
         -- (root included), as jobrunner/channels.py describes.
         SELECT array_agg(c.name) INTO full_channels
           FROM unnest(channel_names, capacities) AS c(name, capacity)
          WHERE c.capacity <= (
                SELECT count(*) FROM queue_job r
-                WHERE r.state IN {RUNNING_STATES}
+                WHERE r.state IN {RUNNING_SQL}
                   AND (c.name = 'root' OR r.channel = c.name
                        OR starts_with(r.channel, c.name || '.')));
         IF 'root' = ANY(full_channels) THEN

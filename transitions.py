@@ -32,7 +32,7 @@ psycopg2 cursor.
 
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
-from .schema import NOW_UTC
+from .schema import NOW_UTC, RUNNING_SQL
 
 DEPENDENCY_FAILED = "DependencyFailed"
 DEPENDENCY_CANCELLED = "DependencyCancelled"
@@ -152,7 +152,7 @@ def read_committed(cr):
     PostgreSQL only takes this as a transaction's first statement; a cursor
     already inside a transaction (an Odoo test's savepoint cursor) keeps its
     level. On an autocommit connection each statement is a transaction of
-    the session's default level: the runner's claim connections set it.
+    the session's default level: the runner's executors set it on theirs.
     """
     connection = cr.connection
     if not connection.autocommit and connection.get_transaction_status() == TRANSACTION_STATUS_IDLE:
@@ -222,8 +222,7 @@ def release_dependents(cr, ids=None):
         {"ids": list(ids or ())},
     )
     if not cr.fetchall():
-        # Nothing to release: an UPDATE would still NOTIFY every runner.
-        return
+        return  # nothing to release: no need for the UPDATE
     cr.execute(
         f"""
         WITH released AS (
@@ -428,7 +427,7 @@ def retry_later(cr, ids, delay_seconds, exc_name=None, exc_message=None, exc_inf
                date_enqueued = NULL, date_started = NULL,
                exc_name = %(exc_name)s, exc_message = %(exc_message)s,
                exc_info = %(exc_info)s
-         WHERE id = ANY(%(ids)s) AND state IN ('enqueued', 'started')
+         WHERE id = ANY(%(ids)s) AND state IN {RUNNING_SQL}
      RETURNING id
         """,
         {

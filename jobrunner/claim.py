@@ -4,10 +4,10 @@
 PostgreSQL is the only coordinator between runner processes, on any number
 of hosts. Two advisory locks, both in :data:`LOCK_NAMESPACE`, carry it:
 
-* the *claim lock*, ``(LOCK_NAMESPACE, _CLAIM_KEY)``, held for the length of a claim
-  (or rescue) transaction, so that claims happen one after the other: each
-  one counts the running jobs that the previous ones committed, and channel
-  capacities hold across processes;
+* the *claim lock*, ``(LOCK_NAMESPACE, CLAIM_LOCK_KEY)``, held for the length
+  of a claim (or rescue) transaction, so that claims happen one after the
+  other: each one counts the running jobs that the previous ones committed,
+  and channel capacities hold across processes;
 * a job's *liveness lock*, ``(LOCK_NAMESPACE, job id)``, a session lock taken
   by the claim on the executor's connection *before* the claim commits, and
   released after the job's outcome is committed. A job that is ``started``
@@ -17,24 +17,20 @@ of hosts. Two advisory locks, both in :data:`LOCK_NAMESPACE`, carry it:
 
 Each function takes a DB-API cursor (an Odoo cursor or a psycopg2 one) and
 leaves the transaction open: the caller commits. The claim and the rescue
-start their transaction (see ``_lock_claims``).
+start their transaction in READ COMMITTED (see ``transitions.read_committed``).
 """
 
 from .. import transitions
-from ..schema import NOW_UTC, RUNNING_STATES
+from ..schema import CLAIM_LOCK_KEY, NOW_UTC, RUNNING_SQL, RUNNING_STATES
 
 #: First key of every advisory lock of the runners: an arbitrary int4 that
 #: nothing else on the database may use as the first of two keys.
 LOCK_NAMESPACE = 1_903_520_354
-#: Second key of the claim lock; job ids start at 1. ``queue_job_claim``
-#: (schema.py) spells it too.
-_CLAIM_KEY = 0
-
 #: ``exc_name`` of a job whose worker died while running it.
 WORKER_DIED = "WorkerDied"
 
 # Spelled as the predicate of queue_job_running_idx, so the planner uses it.
-_RUNNING = "state IN ({})".format(", ".join(f"'{state}'" for state in RUNNING_STATES))
+_RUNNING = f"state IN {RUNNING_SQL}"
 
 
 def _lock_claims(cr):
@@ -43,7 +39,7 @@ def _lock_claims(cr):
     # committed while it waited. In READ COMMITTED each statement after the
     # lock sees every earlier claim.
     transitions.read_committed(cr)
-    cr.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, _CLAIM_KEY))
+    cr.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, CLAIM_LOCK_KEY))
 
 
 def claim_job(cr, channels):
@@ -56,7 +52,7 @@ def claim_job(cr, channels):
     runnable.
 
     The claim is the database function ``queue_job_claim`` (``schema.py``):
-    one round trip under the claim lock (``_CLAIM_KEY``). On an autocommit
+    one round trip under the claim lock. On an autocommit
     connection (the runner's) it is a transaction of its own, which needs the
     session's default isolation to be READ COMMITTED.
     """
