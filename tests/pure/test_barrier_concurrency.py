@@ -428,24 +428,24 @@ def test_group_failure_racing_completions_never_releases_callback(main, pool):
 # --------------------------------------------------------------------------
 
 
-def requeue_task(job_id):
-    def task(conn):
-        with conn.cursor() as cr:
-            moved = transitions.requeue(cr, [job_id], ENDED)
-        conn.commit()
-        return moved
+def transition_task(transition, from_states):
+    """A task factory: ``factory(job_id)(conn)`` applies ``transition`` to the
+    job in a transaction of its own, as a button does, and returns what moved."""
 
-    return task
+    def factory(job_id):
+        def task(conn):
+            with conn.cursor() as cr:
+                moved = transition(cr, [job_id], from_states)
+            conn.commit()
+            return moved
+
+        return task
+
+    return factory
 
 
-def set_done_task(job_id):
-    def task(conn):
-        with conn.cursor() as cr:
-            moved = transitions.mark_done(cr, [job_id], SET_DONE)
-        conn.commit()
-        return moved
-
-    return task
+requeue_task = transition_task(transitions.requeue, ENDED)
+set_done_task = transition_task(transitions.mark_done, SET_DONE)
 
 
 def fail_jobs(main, ids, names):

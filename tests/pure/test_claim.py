@@ -286,12 +286,15 @@ def test_enqueued_jobs_take_slots(conn):
 
 CAPACITIES = "root:2,root.sub:1"
 
-
-@pytest.mark.parametrize(
+# The workers' transactions as the runner's (READ COMMITTED) and as Odoo's.
+ISOLATIONS = pytest.mark.parametrize(
     "isolation",
     [ISOLATION_LEVEL_READ_COMMITTED, ISOLATION_LEVEL_REPEATABLE_READ],
     ids=["read_committed", "repeatable_read_like_odoo"],
 )
+
+
+@ISOLATIONS
 def test_simultaneous_claims_never_exceed_capacity(connect, conn, isolation):
     channels = Channels.parse(CAPACITIES)
     insert(conn, count=5, channel="root.sub", priority=1)
@@ -312,11 +315,7 @@ def test_simultaneous_claims_never_exceed_capacity(connect, conn, isolation):
     assert sorted(channels_of[job_id] for job_id in claimed) == ["root", "root.sub"]
 
 
-@pytest.mark.parametrize(
-    "isolation",
-    [ISOLATION_LEVEL_READ_COMMITTED, ISOLATION_LEVEL_REPEATABLE_READ],
-    ids=["read_committed", "repeatable_read_like_odoo"],
-)
+@ISOLATIONS
 def test_concurrent_workers_never_exceed_capacity_and_run_each_job_once(connect, conn, isolation):
     channels = Channels.parse(CAPACITIES)
     insert(conn, count=20, channel="root.sub")
