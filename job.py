@@ -615,6 +615,13 @@ class Job:
         stored_before = {dep_id for _job_id, dep_id in edges} - {job_.id for job_ in jobs}
         if stored_before:
             transitions.release_dependents(env.cr, list(stored_before))
+            env.cr.execute(
+                "SELECT id, state FROM queue_job WHERE id = ANY(%s)",
+                ([job_.id for job_ in jobs],),
+            )
+            states = dict(env.cr.fetchall())
+            for job_ in jobs:
+                job_.state = states[job_.id]
         # A job of no graph adopted as a dependency joins this one: the
         # runner releases dependents right after the jobs of a graph only.
         joining = [job_ for job_ in adopted if job_.reverse_depends_on]

@@ -192,10 +192,20 @@ class TestOcaJobApi(JobRunnerCase):
         self.assertEqual((record.state, record.pending_dependency_count), (WAIT_DEPENDENCIES, 1))
         self.assertEqual(record.dependency_job_ids, self.job_of(root))
         self.assertEqual(Job.load(self.env, child.uuid).depends_on, {root})
-        loaded_root = Job.load(self.env, root.uuid)
-        loaded_root.set_done()
-        loaded_root.store()
+        self.run_job(self.job_of(root))  # the runner releases jobs of a graph
         self.assertEqual((record.state, record.pending_dependency_count), (PENDING, 0))
+
+    def test_store_after_a_done_dependency(self):
+        root = Job(self.record.echo)
+        root.store()
+        root.set_done()
+        root.store()
+        child = Job(self.record.echo)
+        child.add_depends({root})
+        child.store()
+        record = self.job_of(child)
+        self.assertEqual((record.state, record.pending_dependency_count), (PENDING, 0))
+        self.assertEqual(child.state, PENDING)
 
     def test_store_done_releases_like_set_done(self):
         a, b, c = self.stored_group()
