@@ -532,14 +532,20 @@ class Job:
             "exc_name": self.exc_name or False,
             "exc_message": self.exc_message or False,
             "exc_info": self.exc_info or False,
-            "date_enqueued": self.date_enqueued or False,
-            "date_started": self.date_started or False,
-            "date_done": self.date_done or False,
-            "exec_time": self.exec_time or False,
             "company_id": self.company_id or False,
             "identity_key": self.identity_key or False,
             "graph_uuid": self.graph_uuid or False,
         }
+        # The transition of the state sets and clears the dates; the job's
+        # own are written when it has them (a cancelled job keeps its
+        # date_done, which the autovacuum reads).
+        timings = {
+            "date_enqueued": self.date_enqueued,
+            "date_started": self.date_started,
+            "date_done": self.date_done,
+            "exec_time": self.exec_time,
+        }
+        values.update({name: value for name, value in timings.items() if value})
         values.update(self._values_from_model())
         return values
 

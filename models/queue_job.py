@@ -151,7 +151,7 @@ class QueueJob(models.Model):
             job.graph_job_count = counts.get(job.graph_uuid, 0)
 
     # ------------------------------------------------------------------
-    # Protection: jobs are not created nor edited through the ORM
+    # Protection: jobs are created and edited through the ORM by trusted code only
     # ------------------------------------------------------------------
 
     # Not even trusted code writes these: the transitions keep them exact.

@@ -239,6 +239,7 @@ class TestOcaJobApi(JobRunnerCase):
         member.set_cancelled()
         member.store()
         self.assertEqual((self.job_of(a).state, self.job_of(c).state), (CANCELLED, CANCELLED))
+        self.assertTrue(self.job_of(a).date_done, "the autovacuum's date is kept")
 
     def test_store_started_then_postponed(self):
         job_ = Job.load(self.env, self.record.with_delay(max_retries=3).retry_later("x").uuid)
