@@ -3,7 +3,8 @@
 
 Values are stored in the format of the job arguments (``serialization.py``):
 a model of any addon can keep records or dates in a jsonb column and read
-them back as records bound to the reader's environment.
+them back as records bound to the reader's environment. ``JobEncoder`` and
+``JobDecoder`` give that format to ``json.dumps``/``json.loads``.
 """
 
 import json
@@ -73,3 +74,20 @@ class JobSerialized(fields.Json):
         if not value:
             return ""
         return json.dumps(serialization.encode(value, self.name))
+
+
+class JobEncoder(json.JSONEncoder):
+    """``json.dumps(value, cls=JobEncoder)``: records, dates and datetimes
+    as job arguments store them."""
+
+    def default(self, o):
+        # Raises UnstorableArgument (a TypeError, as json expects) for the rest.
+        return serialization.encode(o, type(o).__name__)
+
+
+class JobDecoder(json.JSONDecoder):
+    """``json.loads(text, cls=JobDecoder, env=env)``: what :class:`JobEncoder`
+    wrote, records bound to ``env``."""
+
+    def __init__(self, *args, env, **kwargs):
+        super().__init__(*args, object_hook=lambda obj: serialization.decode(obj, env), **kwargs)

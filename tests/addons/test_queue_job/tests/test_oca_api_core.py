@@ -2,6 +2,7 @@
 """OCA's core API as other addons use it: Job, identity_exact, the edit
 sentinel, _patch_job_auto_delay, _job_store_values, JobSerialized, utils."""
 
+import json
 from datetime import date, datetime, timedelta
 from unittest import mock
 
@@ -12,6 +13,7 @@ from odoo.addons.queue_job import identity_exact as root_identity_exact
 from odoo.addons.queue_job import job as job_module
 from odoo.addons.queue_job import utils
 from odoo.addons.queue_job.delay import group
+from odoo.addons.queue_job.fields import JobDecoder, JobEncoder
 from odoo.addons.queue_job.exception import (
     FailedJobError,
     NoSuchJobError,
@@ -367,3 +369,12 @@ class TestOcaJobApi(JobRunnerCase):
         self.assertEqual(empty.serialized, {})
         self.assertEqual(empty.serialized_records._name, "base")
         self.assertFalse(empty.serialized_records)
+
+    def test_job_encoder_and_decoder(self):
+        partner = self.env.user.partner_id
+        value = {"partners": [partner], "when": datetime(2020, 1, 2, 3, 4, 5), "day": date(2020, 1, 2)}
+        text = json.dumps(value, cls=JobEncoder)
+        self.assertEqual(json.loads(text)["day"], {"_type": "date_isoformat", "value": "2020-01-02"})
+        self.assertEqual(json.loads(text, cls=JobDecoder, env=self.env), value)
+        with self.assertRaises(TypeError):
+            json.dumps({"x": object()}, cls=JobEncoder)
