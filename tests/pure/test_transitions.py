@@ -675,7 +675,8 @@ def test_retry_later_without_delay_has_no_eta(conn):
 
 def test_retry_later_keeps_the_retry_count_given(conn):
     with conn.cursor() as cr:
-        kept, given = insert_job(cr, state="started", retry=2), insert_job(cr, state="started", retry=2)
+        kept = insert_job(cr, state="started", retry=2)
+        given = insert_job(cr, state="started", retry=2)
         transitions.retry_later(cr, [kept], 10)
         transitions.retry_later(cr, [given], 10, retry=1)  # a try given back
         assert (job_row(cr, kept)["retry"], job_row(cr, given)["retry"]) == (2, 1)

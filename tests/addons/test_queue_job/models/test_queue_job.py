@@ -95,7 +95,9 @@ class TestQueueJob(models.Model):
 
     def _register_hook(self):
         cls = type(self)
-        cls.delay_me = functools.update_wrapper(self._patch_job_auto_delay("delay_me"), cls.delay_me)
+        cls.delay_me = functools.update_wrapper(
+            self._patch_job_auto_delay("delay_me"), cls.delay_me
+        )
         cls.delay_me_options = functools.update_wrapper(
             self._patch_job_auto_delay("delay_me_options"), cls.delay_me_options
         )

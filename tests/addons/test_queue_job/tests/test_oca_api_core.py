@@ -90,7 +90,9 @@ class TestOcaJobApi(JobRunnerCase):
             Job(self.record.echo, args="ab")
         job_ = Job(self.record.echo, args=[1, 2], job_uuid="0000-uuid")
         self.assertEqual((job_.uuid, job_.args, job_.kwargs), ("0000-uuid", (1, 2), {}))
-        self.assertEqual(job_.description, "Return the arguments as received, for round-trip checks.")
+        self.assertEqual(
+            job_.description, "Return the arguments as received, for round-trip checks."
+        )
         self.assertEqual(Job(self.record.increment).description, "test.queue.job.increment")
         self.assertEqual(job_.user_id, self.env.uid)
         self.assertEqual(job_.company_id, self.env.company.id)
@@ -270,13 +272,20 @@ class TestOcaJobApi(JobRunnerCase):
         probe = Job(self.record.echo, identity_key="key-1")
         self.assertEqual(probe.job_record_with_same_identity_key(), self.job_of(job_))
         action = Job.load(self.env, job_.uuid).related_action()
-        self.assertEqual((action["res_model"], action["res_id"]), ("test.queue.job", self.record.id))
+        self.assertEqual(
+            (action["res_model"], action["res_id"]), ("test.queue.job", self.record.id)
+        )
 
     # -- the edit sentinel --------------------------------------------------
 
     def test_create_and_write_need_the_sentinel(self):
-        vals = {"uuid": "created-by-hand", "state": PENDING, "name": "by hand",
-                "model_name": "test.queue.job", "method_name": "echo"}
+        vals = {
+            "uuid": "created-by-hand",
+            "state": PENDING,
+            "name": "by hand",
+            "model_name": "test.queue.job",
+            "method_name": "echo",
+        }
         with self.assertRaises(exceptions.AccessError):
             self.Job.create(vals)
         created = self.Job.browse(self.sentinel(self.Job).create(vals).id)
@@ -372,9 +381,15 @@ class TestOcaJobApi(JobRunnerCase):
 
     def test_job_encoder_and_decoder(self):
         partner = self.env.user.partner_id
-        value = {"partners": [partner], "when": datetime(2020, 1, 2, 3, 4, 5), "day": date(2020, 1, 2)}
+        value = {
+            "partners": [partner],
+            "when": datetime(2020, 1, 2, 3, 4, 5),
+            "day": date(2020, 1, 2),
+        }
         text = json.dumps(value, cls=JobEncoder)
-        self.assertEqual(json.loads(text)["day"], {"_type": "date_isoformat", "value": "2020-01-02"})
+        self.assertEqual(
+            json.loads(text)["day"], {"_type": "date_isoformat", "value": "2020-01-02"}
+        )
         self.assertEqual(json.loads(text, cls=JobDecoder, env=self.env), value)
         with self.assertRaises(TypeError):
             json.dumps({"x": object()}, cls=JobEncoder)
