@@ -3,6 +3,9 @@ from . import models
 from . import wizards
 from . import schema
 
+# OCA's shortcut
+from .job import identity_exact  # noqa: F401
+
 
 def post_load():
     """Start the jobrunner with the server when loaded server-wide (``--load``)."""

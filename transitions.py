@@ -410,11 +410,14 @@ def start(cr, ids, from_states):
     return [row[0] for row in cr.fetchall()]
 
 
-def retry_later(cr, ids, delay_seconds, exc_name=None, exc_message=None, exc_info=None):
+def retry_later(
+    cr, ids, delay_seconds, exc_name=None, exc_message=None, exc_info=None, retry=None
+):
     """Put running ``ids`` back to ``pending``, to start again in ``delay_seconds``.
 
     Used for a retryable error and for a job whose worker died; the retry
-    count was taken when the job was claimed. Returns the ids that moved.
+    count was taken when the job was claimed. ``retry``, when given, is the
+    count to keep instead (a try given back). Returns the ids that moved.
     """
     if not ids:
         return []
@@ -425,6 +428,7 @@ def retry_later(cr, ids, delay_seconds, exc_name=None, exc_message=None, exc_inf
                eta = CASE WHEN %(delay)s > 0
                           THEN {NOW_UTC} + make_interval(secs => %(delay)s) END,
                date_enqueued = NULL, date_started = NULL,
+               retry = COALESCE(%(retry)s, retry),
                exc_name = %(exc_name)s, exc_message = %(exc_message)s,
                exc_info = %(exc_info)s
          WHERE id = ANY(%(ids)s) AND state IN {RUNNING_SQL}
@@ -436,6 +440,7 @@ def retry_later(cr, ids, delay_seconds, exc_name=None, exc_message=None, exc_inf
             "exc_name": exc_name,
             "exc_message": exc_message,
             "exc_info": exc_info,
+            "retry": retry,
         },
     )
     return [row[0] for row in cr.fetchall()]

@@ -30,14 +30,21 @@ SET_FAILED_FROM = (WAIT_DEPENDENCIES, PENDING, ENQUEUED)
 CANCEL_FROM = (WAIT_DEPENDENCIES, PENDING, ENQUEUED, FAILED)
 REQUEUE_FROM = (FAILED, CANCELLED, DONE)
 RUN_NOW_FROM = (PENDING, ENQUEUED, FAILED)
+# The states a trusted write() of ``state`` (Job.store()) moves a job from.
+STORE_DONE_FROM = (WAIT_DEPENDENCIES, PENDING, ENQUEUED, STARTED, FAILED, CANCELLED)
+STORE_FAILED_FROM = (WAIT_DEPENDENCIES, PENDING, ENQUEUED, STARTED)
+STORE_CANCELLED_FROM = (WAIT_DEPENDENCIES, PENDING, ENQUEUED, STARTED, FAILED)
+STORE_STARTED_FROM = (PENDING, ENQUEUED)
 
 
 class QueueJob(models.Model):
     """A stored job.
 
     Jobs are written by ``with_delay()``/``delay()`` and by the state
-    transitions (``transitions.py``), never through ``create``/``write``: the
-    only way to change a job's state is the actions below.
+    transitions (``transitions.py``). ``create``/``write`` are refused, but
+    to trusted server code that passes :attr:`EDIT_SENTINEL` in the
+    ``_job_edit_sentinel`` context key (OCA's API); even then a job's state
+    changes through the transitions only.
     """
 
     _name = "queue.job"
@@ -49,7 +56,12 @@ class QueueJob(models.Model):
     _removal_interval = 30  # days, default of a channel's removal interval
     _removal_batch_size = 1000  # jobs the autovacuum deletes per transaction
 
-    # Only the actions below may change these; see write().
+    # Passed in the ``_job_edit_sentinel`` context key, it lets server code
+    # create jobs and write the protected fields. An RPC context is JSON: it
+    # cannot carry this object.
+    EDIT_SENTINEL = object()
+
+    # Only the actions below (or trusted code, see EDIT_SENTINEL) may change these.
     _protected_fields = frozenset(
         {
             "uuid", "graph_uuid", "name", "model_name", "method_name", "func_string",
@@ -139,25 +151,93 @@ class QueueJob(models.Model):
             job.graph_job_count = counts.get(job.graph_uuid, 0)
 
     # ------------------------------------------------------------------
-    # Protection: jobs are not created nor edited through the ORM
+    # Protection: jobs are created and edited through the ORM by trusted code only
     # ------------------------------------------------------------------
 
-    @api.model_create_multi
-    def create(self, vals_list):
-        raise exceptions.AccessError(
-            self.env._("Jobs are created with with_delay() or delayable(), not create()")
-        )
+    # Not even trusted code writes these: the transitions keep them exact.
+    _graph_fields = frozenset(
+        {"dependency_job_ids", "dependent_job_ids", "pending_dependency_count"}
+    )
 
-    def write(self, vals):
-        protected = self._protected_fields.intersection(vals)
-        if protected:
+    def _edit_trusted(self):
+        return self.env.context.get("_job_edit_sentinel") is self.EDIT_SENTINEL
+
+    def _check_writable(self, names):
+        refused = (self._graph_fields if self._edit_trusted() else self._protected_fields)
+        refused = refused.intersection(names)
+        if refused:
             raise exceptions.AccessError(
                 self.env._(
                     "Jobs' %(fields)s cannot be written; use the job actions",
-                    fields=", ".join(sorted(protected)),
+                    fields=", ".join(sorted(refused)),
                 )
             )
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        if not self._edit_trusted():
+            raise exceptions.AccessError(
+                self.env._("Jobs are created with with_delay() or delayable(), not create()")
+            )
+        for vals in vals_list:
+            self._check_writable(vals)
+        return super(
+            QueueJob, self.with_context(mail_create_nolog=True, mail_create_nosubscribe=True)
+        ).create(vals_list)
+
+    def write(self, vals):
+        self._check_writable(vals)
+        if "state" in vals:
+            vals = dict(vals)
+            self._write_state(vals.pop("state"), vals)
         return super().write(vals)
+
+    def _write_state(self, state, vals):
+        """Move these jobs to ``state`` through the transitions (a trusted write()).
+
+        ``vals`` (the rest of the write) gives the result, the exception and
+        the eta of the move. Jobs already in ``state`` are left as they are;
+        a move no transition makes raises.
+        """
+        moving = self.filtered(lambda job: job.state != state)
+        if state in (PENDING, WAIT_DEPENDENCIES):
+            # Which of the two a job waits in is its counter's business.
+            moving = moving.filtered(lambda job: job.state not in (PENDING, WAIT_DEPENDENCIES))
+        if not moving:
+            return
+        exc = {name: vals.get(name) or None for name in ("exc_name", "exc_message", "exc_info")}
+        if state == DONE:
+            moved = moving._transition(
+                transitions.mark_done, STORE_DONE_FROM, result=vals.get("result") or None
+            )
+        elif state == FAILED:
+            moved = moving._transition(transitions.mark_failed, STORE_FAILED_FROM, **exc)
+            for job in moved:
+                job._message_failed_job()
+        elif state == CANCELLED:
+            moved = moving._transition(
+                transitions.mark_cancelled, STORE_CANCELLED_FROM, message=exc["exc_message"]
+            )
+        elif state in (PENDING, WAIT_DEPENDENCIES):
+            eta = fields.Datetime.to_datetime(vals.get("eta"))
+            delay = max(0.0, (eta - fields.Datetime.now()).total_seconds()) if eta else 0
+            # A running job is retried later; an ended one is requeued.
+            moved = moving._transition(transitions.retry_later, delay, **exc)
+            moved |= moving._transition(transitions.requeue, REQUEUE_FROM)
+        elif state == STARTED:
+            moved = moving._transition(transitions.start, STORE_STARTED_FROM)
+        else:
+            moved = self.browse()
+        stuck = moving - moved
+        if stuck:
+            raise exceptions.UserError(
+                self.env._(
+                    "Jobs cannot go from %(states)s to %(state)s: %(jobs)s",
+                    states=", ".join(sorted(set(stuck.mapped("state")))),
+                    state=state,
+                    jobs=", ".join(stuck.mapped("uuid")),
+                )
+            )
 
     # ------------------------------------------------------------------
     # Actions: set-based, through the shared transitions

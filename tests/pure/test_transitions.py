@@ -673,6 +673,15 @@ def test_retry_later_without_delay_has_no_eta(conn):
         assert job_row(cr, job)["state"] == PENDING
 
 
+def test_retry_later_keeps_the_retry_count_given(conn):
+    with conn.cursor() as cr:
+        kept = insert_job(cr, state="started", retry=2)
+        given = insert_job(cr, state="started", retry=2)
+        transitions.retry_later(cr, [kept], 10)
+        transitions.retry_later(cr, [given], 10, retry=1)  # a try given back
+        assert (job_row(cr, kept)["retry"], job_row(cr, given)["retry"]) == (2, 1)
+
+
 @pytest.mark.parametrize("state", ["pending", "wait_dependencies", "done", "failed", "cancelled"])
 def test_retry_later_ignores_jobs_that_are_not_running(conn, state):
     with conn.cursor() as cr:

@@ -1,4 +1,5 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+import functools
 import time
 
 from odoo import fields, models
@@ -8,6 +9,7 @@ from odoo.addons.queue_job.exception import (
     NothingToDoJob,
     RetryableJobError,
 )
+from odoo.addons.queue_job.fields import JobSerialized
 
 
 class TestQueueJob(models.Model):
@@ -19,6 +21,8 @@ class TestQueueJob(models.Model):
     name = fields.Char()
     counter = fields.Integer()
     log_ids = fields.One2many("test.queue.job.log", "record_id")
+    serialized = JobSerialized(base_type=dict)
+    serialized_records = JobSerialized(base_type=models.BaseModel)
 
     def record_call(self, tag, *args, **kwargs):
         """Log that the job ran (tag, arguments, user, context); return the tag."""
@@ -75,6 +79,43 @@ class TestQueueJob(models.Model):
         self.env.cr.execute("SELECT session_user, inet_client_addr()::text")
         return self.env.cr.fetchone()
 
+    # Methods patched by _patch_job_auto_delay (in _register_hook)
+
+    def delay_me(self, arg, kwarg=None):
+        return arg, kwarg
+
+    def delay_me_options_job_options(self):
+        return {"identity_key": "my_job_identity", "priority": 3}
+
+    def delay_me_options(self):
+        return "ok"
+
+    def delay_me_context_key(self):
+        return "ok"
+
+    def _register_hook(self):
+        cls = type(self)
+        cls.delay_me = functools.update_wrapper(
+            self._patch_job_auto_delay("delay_me"), cls.delay_me
+        )
+        cls.delay_me_options = functools.update_wrapper(
+            self._patch_job_auto_delay("delay_me_options"), cls.delay_me_options
+        )
+        cls.delay_me_context_key = functools.update_wrapper(
+            self._patch_job_auto_delay(
+                "delay_me_context_key", context_key="auto_delay_delay_me_context_key"
+            ),
+            cls.delay_me_context_key,
+        )
+        return super()._register_hook()
+
+    def _job_store_values(self, job):
+        """Stored with every job of this model (``additional_info``)."""
+        return {"additional_info": f"{job.method_name} {job.state}"}
+
+    def _job_store_values_for_echo(self, job):
+        return {"additional_info": f"echo of {len(job.args)} argument(s)"}
+
 
 class TestQueueJobLog(models.Model):
     """One line per run of ``record_call``: what ran, in which order, as whom."""
@@ -89,3 +130,11 @@ class TestQueueJobLog(models.Model):
     job_uuid = fields.Char()
     run_as_uid = fields.Integer()
     run_lang = fields.Char()
+
+
+class QueueJob(models.Model):
+    """A field an addon adds to jobs, filled by ``_job_store_values``."""
+
+    _inherit = "queue.job"
+
+    additional_info = fields.Char()
