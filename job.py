@@ -533,7 +533,7 @@ def _exc_values(err):
 def _record_failure(env, job_id, err):
     """Fail started job ``job_id`` (and its dependents) for ``err``; tell whom it concerns."""
     transitions.mark_failed(env.cr, [job_id], (STARTED,), **_exc_values(err))
-    env["queue.job"].sudo().browse(job_id)._message_failed_job()
+    env["queue.job"].sudo().browse(job_id)._message_post_on_failure()
 
 
 def run_inline(jobs):

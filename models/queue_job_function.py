@@ -37,9 +37,11 @@ class QueueJobFunction(models.Model):
     _description = "Job Functions"
     _order = "name"
 
-    name = fields.Char(compute="_compute_name", store=True, index=True)
-    model_id = fields.Many2one("ir.model", string="Model", required=True, ondelete="cascade")
-    method = fields.Char(required=True)
+    # Data declares a function by its name (``<res.partner>.export``) or by
+    # its model and method: either gives the others.
+    name = fields.Char(compute="_compute_name", inverse="_inverse_name", store=True, index=True)
+    model_id = fields.Many2one("ir.model", string="Model", ondelete="cascade")
+    method = fields.Char()
     channel_id = fields.Many2one(
         "queue.job.channel",
         string="Channel",
@@ -91,6 +93,41 @@ class QueueJobFunction(models.Model):
         for function in self:
             if function.model_id and function.method:
                 function.name = self.job_function_name(function.model_id.model, function.method)
+            else:
+                function.name = False
+
+    def _inverse_name(self):
+        for function in self:
+            match = JOB_FUNCTION_NAME.match(function.name or "")
+            if not match:
+                raise exceptions.ValidationError(
+                    self.env._(
+                        "Invalid job function name %s: expected <model.name>.method",
+                        function.name,
+                    )
+                )
+            model_name, method = match.groups()
+            model = self.env["ir.model"].sudo().search([("model", "=", model_name)], limit=1)
+            if not model:
+                raise exceptions.ValidationError(
+                    self.env._("Job function %(name)s: no model %(model)s",
+                               name=function.name, model=model_name)
+                )
+            function.write({"model_id": model.id, "method": method})
+
+    @api.constrains("model_id", "method")
+    def _check_model_and_method(self):
+        if any(not (function.model_id and function.method) for function in self):
+            raise exceptions.ValidationError(
+                self.env._("A job function needs a model and a method, or a name <model>.method")
+            )
+
+    def _same_record(self, vals):
+        name = vals.get("name")
+        if not name and vals.get("model_id") and vals.get("method"):
+            model = self.env["ir.model"].browse(vals["model_id"]).model
+            name = self.job_function_name(model, vals["method"])
+        return self.search([("name", "=", name)], limit=1) if name else self.browse()
 
     @api.depends("retry_pattern", "related_action")
     def _compute_edit_settings(self):

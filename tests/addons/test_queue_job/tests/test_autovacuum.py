@@ -87,4 +87,4 @@ class TestAutovacuum(JobRunnerCase):
         self.vacuum_all()
         self.assertFalse(first_job.exists())
         self.assertEqual(second_job.exists().state, "done")
-        self.assertFalse(second_job.dependency_job_ids)
+        self.assertFalse(second_job.dependency_ids)

@@ -21,7 +21,7 @@ class TestGraphBuilders(JobRunnerCase):
     def assert_waits(self, jobs, name, *dependencies):
         job = jobs[name]
         expected = self.Job.browse([jobs[dep].id for dep in dependencies])
-        self.assertEqual(job.dependency_job_ids, expected, f"{name} waits for")
+        self.assertEqual(job.dependency_ids, expected, f"{name} waits for")
         self.assertEqual(job.pending_dependency_count, len(dependencies))
         self.assertEqual(job.state, "wait_dependencies" if dependencies else "pending")
 
@@ -129,7 +129,7 @@ class TestGraphBuilders(JobRunnerCase):
         records = self.env["test.queue.job"].create([{"name": f"r{i}"} for i in range(4)])
         records.delayable().record_call("split").split(2, chain=True).delay()
         first, second = self.Job.search([("method_name", "=", "record_call")], order="id")
-        self.assertEqual(second.dependency_job_ids, first)
+        self.assertEqual(second.dependency_ids, first)
         self.drain()
         self.assertEqual(len(self.log_tags()), 4)
 

@@ -68,7 +68,7 @@ function showDependencies() {
 function dependentState(name, state) {
     return {
         content: `${name}, waiting for this job, is ${state}`,
-        trigger: `.o_field_widget[name=dependent_job_ids] .o_data_row:has(td[name=name]:contains("${name}")) td[name=state]:contains("${state}")`,
+        trigger: `.o_field_widget[name=dependent_ids] .o_data_row:has(td[name=name]:contains("${name}")) td[name=state]:contains("${state}")`,
     };
 }
 
@@ -86,7 +86,7 @@ registry.category("web_tour.tours").add("queue_job_set_done_releases_callback", 
         jobState("Failed"),
         showDependencies(),
         dependentState("QJ tour callback", "Failed"),
-        screenshot("failed_member_form", ".o_field_widget[name=dependent_job_ids] .o_data_row"),
+        screenshot("failed_member_form", ".o_field_widget[name=dependent_ids] .o_data_row"),
         {
             content: "Set the failed member done",
             trigger: '.o_form_view button[name=button_done]',
@@ -95,7 +95,7 @@ registry.category("web_tour.tours").add("queue_job_set_done_releases_callback", 
         jobState("Done"),
         showDependencies(),
         dependentState("QJ tour callback", "Pending"),
-        screenshot("member_set_done_form", ".o_field_widget[name=dependent_job_ids] .o_data_row"),
+        screenshot("member_set_done_form", ".o_field_widget[name=dependent_ids] .o_data_row"),
     ],
 });
 
@@ -121,7 +121,7 @@ registry.category("web_tour.tours").add("queue_job_set_failed_fails_callback", {
         jobState("Failed"),
         showDependencies(),
         dependentState("QJ tour callback", "Failed"),
-        screenshot("member_set_failed_form", ".o_field_widget[name=dependent_job_ids] .o_data_row"),
+        screenshot("member_set_failed_form", ".o_field_widget[name=dependent_ids] .o_data_row"),
     ],
 });
 
