@@ -50,6 +50,15 @@ class TestQueueJob(models.Model):
         """Return the arguments as received, for round-trip checks."""
         return args, kwargs
 
+    def client_import(self, *args):
+        """A job whose function and channel are declared as OCA's clients do
+        (data/queue_job_oca_client_data.xml)."""
+        return args
+
+    def client_export(self):
+        """Another one, in a channel with dots in its name."""
+        return self.ids
+
     def fail(self, message="boom"):
         self.write({"name": "written before failing"})
         raise ValueError(message)

@@ -137,17 +137,17 @@ class TestQueueJobApi(JobRunnerCase):
         self.assertEqual(action["context"], {"search_default_graph_uuid": first.graph_uuid})
 
     def test_channel_method_name(self):
-        job = self.job_of(self.record.with_delay().echo())
-        self.assertEqual(job.channel_method_name, "<test.queue.job>.echo")
+        job = self.job_of(self.record.with_delay().client_import())
+        self.assertEqual(job.channel_method_name, "<test.queue.job>.client_import")
         self.assertEqual(job.channel_method_name, job.job_function_id.name)
 
     def test_related_action_of_the_function_data(self):
-        job = self.job_of(self.record.with_delay().echo())
+        job = self.job_of(self.record.with_delay().client_import())
         action = job.open_related_action()
         self.assertEqual(action["name"], "Echoed", "func_name and kwargs of the XML data")
 
     def test_no_related_action_is_an_error(self):
-        disabled = self.job_of(self.record.with_delay().increment())
+        disabled = self.job_of(self.record.with_delay().client_export())
         with self.assertRaisesRegex(exceptions.UserError, "No action available"):
             disabled.open_related_action()
         gone = self.env["test.queue.job"].create({"name": "gone"})
@@ -171,17 +171,17 @@ class TestClientData(JobRunnerCase):
     (data/queue_job_oca_client_data.xml of the test addon)."""
 
     def test_function_declared_by_name(self):
-        function = self.env.ref("test_queue_job.job_function_echo")
+        function = self.env.ref("test_queue_job.job_function_client_import")
         self.assertEqual(function.model_id.model, "test.queue.job")
-        self.assertEqual(function.method, "echo")
+        self.assertEqual(function.method, "client_import")
         self.assertEqual(function.channel, "root.client.import")
         self.assertEqual(function.retry_pattern, {"1": 5, "4": 30})
-        job = self.job_of(self.record.with_delay().echo())
+        job = self.job_of(self.record.with_delay().client_import())
         self.assertEqual((job.job_function_id, job.channel), (function, "root.client.import"))
 
     def test_function_declared_twice_is_one_record(self):
-        function = self.env.ref("test_queue_job.job_function_echo")
-        self.assertEqual(self.env.ref("test_queue_job.job_function_echo_again"), function)
+        function = self.env.ref("test_queue_job.job_function_client_import")
+        self.assertEqual(self.env.ref("test_queue_job.job_function_client_import_again"), function)
         self.assertEqual(function.related_action["func_name"], "related_action_test_label")
 
     def test_channel_declared_twice_is_one_record(self):
@@ -189,16 +189,19 @@ class TestClientData(JobRunnerCase):
         self.assertEqual(self.env.ref("test_queue_job.channel_client_again"), channel)
         self.assertEqual(channel.removal_interval, 20, "the last declaration's values")
         self.assertIn(
-            self.env.ref("test_queue_job.job_function_echo"),
+            self.env.ref("test_queue_job.job_function_client_import"),
             self.env.ref("test_queue_job.channel_client_import").job_function_ids,
         )
 
     def test_channel_name_with_dots(self):
         channel = self.env.ref("test_queue_job.channel_dotted")
         self.assertEqual(channel.complete_name, "root.channel.test.dotted")
-        job = self.job_of(self.record.with_delay().increment())
+        job = self.job_of(self.record.with_delay().client_export())
         self.assertEqual(job.channel, "root.channel.test.dotted")
         self.assertFalse(job.related_action_enable, "noupdate data of the function")
+        function = self.env.ref("test_queue_job.job_function_client_export")
+        self.assertEqual((function.model_id.model, function.method), ("test.queue.job", "client_export"))
+        self.assertEqual(job.job_function_id, function)
 
     def test_module_data_adopts_a_function_created_on_first_use(self):
         self.record.with_delay().nothing_to_do()
