@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import traceback
 import uuid as uuidlib
 from contextlib import contextmanager
@@ -415,7 +416,9 @@ class Job:
         pattern = self.job_config.retry_pattern or {}
         for tries in sorted(pattern, reverse=True):
             if self.retry >= tries:
-                return pattern[tries]
+                seconds = pattern[tries]
+                # (min, max): spread the retries of many failing jobs
+                return random.randint(*seconds) if isinstance(seconds, tuple) else seconds
         return RETRY_INTERVAL
 
     def _result_text(self, result):

@@ -21,6 +21,13 @@ JobConfig = namedtuple(
 )
 
 
+def _valid_retry_seconds(seconds):
+    """Seconds (an integer >= 0), or a range ``[min, max]`` of them."""
+    if isinstance(seconds, (list, tuple)):
+        return len(seconds) == 2 and all(map(_valid_retry_seconds, seconds)) and seconds[0] <= seconds[1]
+    return isinstance(seconds, int) and not isinstance(seconds, bool) and seconds >= 0
+
+
 def _json_text(value):
     return json.dumps(value, indent=2) if value else False
 
@@ -51,8 +58,8 @@ class QueueJobFunction(models.Model):
     channel = fields.Char(related="channel_id.complete_name", store=True, readonly=True)
     retry_pattern = fields.Json(
         help="Seconds to wait before a retry, from a number of tries on: "
-        "{1: 10, 5: 60, 10: 300} waits 10 s from the 1st try, 60 s from the 5th, "
-        "300 s from the 10th",
+        "{1: 10, 5: 60, 10: [300, 600]} waits 10 s from the 1st try, 60 s from the 5th, "
+        "between 300 and 600 s (at random) from the 10th",
     )
     related_action = fields.Json(
         help='The "Related Action" button of the job: '
@@ -71,7 +78,8 @@ class QueueJobFunction(models.Model):
         compute="_compute_edit_settings",
         inverse="_inverse_edit_retry_pattern",
         help='Seconds to wait before a retry, from a number of tries on, e.g. '
-        '{"1": 10, "5": 60, "10": 300}. Empty: retry after 10 minutes',
+        '{"1": 10, "5": 60, "10": [300, 600]} (a range: picked at random). '
+        "Empty: retry after 10 minutes",
     )
     edit_related_action = fields.Text(
         string="Related Action (JSON)",
@@ -165,7 +173,7 @@ class QueueJobFunction(models.Model):
                 continue
             try:
                 valid = isinstance(pattern, dict) and all(
-                    int(tries) > 0 and isinstance(seconds, int) and seconds >= 0
+                    int(tries) > 0 and _valid_retry_seconds(seconds)
                     for tries, seconds in pattern.items()
                 )
             except ValueError:
@@ -174,7 +182,9 @@ class QueueJobFunction(models.Model):
                 raise exceptions.ValidationError(
                     self.env._(
                         "Retry pattern of %(name)s must map tries (integers > 0) to "
-                        "seconds (integers >= 0), e.g. {1: 10, 5: 60}; got %(pattern)s",
+                        "seconds (integers >= 0) or to a range of seconds to pick "
+                        "from at random ([min, max]), e.g. {1: 10, 5: [60, 120]}; "
+                        "got %(pattern)s",
                         name=function.name,
                         pattern=pattern,
                     )
@@ -214,7 +224,10 @@ class QueueJobFunction(models.Model):
         related_action = function.related_action or {}
         return JobConfig(
             channel=function.channel,
-            retry_pattern={int(tries): seconds for tries, seconds in (function.retry_pattern or {}).items()},
+            retry_pattern={
+                int(tries): tuple(seconds) if isinstance(seconds, list) else seconds
+                for tries, seconds in (function.retry_pattern or {}).items()
+            },
             related_action_enable=related_action.get("enable", True),
             related_action_func_name=related_action.get("func_name"),
             related_action_kwargs=related_action.get("kwargs", {}),

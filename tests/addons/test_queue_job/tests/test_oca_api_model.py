@@ -12,7 +12,7 @@ from odoo.tests import new_test_user, tagged
 from odoo.tools import mute_logger
 
 from odoo.addons.queue_job.delay import chain
-from odoo.addons.queue_job.job import CANCELLED, DONE, PENDING
+from odoo.addons.queue_job.job import CANCELLED, DONE, PENDING, Job
 
 from ..models.queue_job import MUTED_LOGIN_PREFIX, QUIET_MARK
 from .job_runner_case import JobRunnerCase
@@ -175,9 +175,23 @@ class TestClientData(JobRunnerCase):
         self.assertEqual(function.model_id.model, "test.queue.job")
         self.assertEqual(function.method, "client_import")
         self.assertEqual(function.channel, "root.client.import")
-        self.assertEqual(function.retry_pattern, {"1": 5, "4": 30})
+        self.assertEqual(function.retry_pattern, {"1": [5, 7], "4": 30})
         job = self.job_of(self.record.with_delay().client_import())
         self.assertEqual((job.job_function_id, job.channel), (function, "root.client.import"))
+
+    def test_retry_pattern_with_a_range_of_seconds(self):
+        job_ = Job.load(self.env, self.record.with_delay().client_import().uuid)
+        self.assertEqual(job_.job_config.retry_pattern, {1: (5, 7), 4: 30})
+        job_.retry = 2
+        drawn = {job_.retry_seconds() for _draw in range(60)}
+        self.assertLessEqual(drawn, {5, 6, 7})
+        self.assertGreater(len(drawn), 1, "picked at random")
+        job_.retry = 4
+        self.assertEqual(job_.retry_seconds(), 30)
+        function = self.env.ref("test_queue_job.job_function_client_import")
+        for pattern in ({"1": [7, 5]}, {"1": [1, 2, 3]}, {"1": [1, True]}):
+            with self.subTest(pattern=pattern), self.assertRaises(exceptions.ValidationError):
+                function.retry_pattern = pattern
 
     def test_function_declared_twice_is_one_record(self):
         function = self.env.ref("test_queue_job.job_function_client_import")
