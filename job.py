@@ -425,8 +425,21 @@ class Job:
         return None if result is None else str(result)
 
     def record_failure(self, err):
-        """Fail the job (and its dependents) for ``err``; runs in a clean transaction."""
+        """Fail the job (and its dependents) for ``err``; runs in a clean
+        transaction. Then calls the job function's on-fail method, if any."""
         _record_failure(self.env, self.id, err)
+        if self.job_config.on_fail_method_name:
+            self.on_fail(_exc_values(err))
+
+    def on_fail(self, fail_vals):
+        """Call the on-fail method on the job's records with ``fail_vals``
+        (``exc_name``, ``exc_message``, ``exc_info``). If it raises, its
+        writes are rolled back and the error logged; the job stays failed."""
+        try:
+            with self.env.cr.savepoint():
+                getattr(self.recordset, self.job_config.on_fail_method_name)(**fail_vals)
+        except Exception:  # noqa: BLE001 - the job's failure is recorded already
+            _logger.exception("On-fail method of job %s failed", self.uuid)
 
     def record_retry(self, err):
         """Postpone the job after a retryable error, or fail it if it is out of tries."""

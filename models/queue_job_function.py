@@ -17,7 +17,7 @@ JOB_FUNCTION_NAME = re.compile(r"^<([0-9a-z_.]+)>\.([0-9a-zA-Z_]+)$")
 JobConfig = namedtuple(
     "JobConfig",
     "channel retry_pattern related_action_enable related_action_func_name "
-    "related_action_kwargs job_function_id allow_commit",
+    "related_action_kwargs job_function_id allow_commit on_fail_method_name",
 )
 
 
@@ -66,6 +66,11 @@ class QueueJobFunction(models.Model):
         '{"enable": false} hides it; {"func_name": "method_of_queue_job", '
         '"kwargs": {...}} calls another method than the default, which opens '
         "the job's records",
+    )
+    on_fail_method = fields.Char(
+        help="A method of the model, called on the job's records with the "
+        "job's exc_name, exc_message and exc_info when the job fails for good "
+        "(not when it is to be retried)",
     )
     allow_commit = fields.Boolean(
         help="Allow the job to commit its transaction itself. Without it a job "
@@ -190,6 +195,20 @@ class QueueJobFunction(models.Model):
                     )
                 )
 
+    @api.constrains("model_id", "on_fail_method")
+    def _check_on_fail_method(self):
+        for function in self.filtered("on_fail_method"):
+            model = self.env.get(function.model_id.model)
+            if model is None or not callable(getattr(model, function.on_fail_method, None)):
+                raise exceptions.ValidationError(
+                    self.env._(
+                        "On-fail method of %(name)s: %(model)s has no method %(method)s",
+                        name=function.name,
+                        model=function.model_id.model,
+                        method=function.on_fail_method,
+                    )
+                )
+
     @api.constrains("related_action")
     def _check_related_action(self):
         allowed = {"enable", "func_name", "kwargs"}
@@ -233,6 +252,7 @@ class QueueJobFunction(models.Model):
             related_action_kwargs=related_action.get("kwargs", {}),
             job_function_id=function.id,
             allow_commit=function.allow_commit,
+            on_fail_method_name=function.on_fail_method or None,
         )
 
     def _create_on_first_use(self, name):

@@ -59,6 +59,13 @@ class TestQueueJob(models.Model):
         """Another one, in a channel with dots in its name."""
         return self.ids
 
+    def client_fail(self, message, retryable=False):
+        """Fails; its function calls ``on_client_failure`` then (client data)."""
+        raise (RetryableJobError if retryable else ValueError)(message)
+
+    def on_client_failure(self, exc_name=None, exc_message=None, exc_info=None):
+        self.record_call("on fail", exc_name=exc_name, exc_message=exc_message)
+
     def fail(self, message="boom"):
         self.write({"name": "written before failing"})
         raise ValueError(message)

@@ -193,6 +193,39 @@ class TestClientData(JobRunnerCase):
             with self.subTest(pattern=pattern), self.assertRaises(exceptions.ValidationError):
                 function.retry_pattern = pattern
 
+    def test_on_fail_method_is_called_when_the_job_fails_for_good(self):
+        retried = self.job_of(
+            self.record.with_delay(max_retries=2).client_fail("disk full", retryable=True)
+        )
+        self.run_job(retried)
+        self.assertEqual(retried.state, "pending")
+        self.assertFalse(self.log_tags(), "not while the job is to be retried")
+        self.run_job(retried)
+        self.assertEqual(retried.state, "failed")
+        log = self.Log.search([])
+        self.assertEqual(log.tag, "on fail")
+        self.assertIn("Max. retries (2) reached: disk full", log.arguments)
+        self.assertIn("FailedJobError", log.arguments)
+        failed = self.job_of(self.record.with_delay().client_fail("at once"))
+        self.run_job(failed)
+        self.assertIn("'exc_name': 'builtins.ValueError', 'exc_message': 'at once'",
+                      self.Log.search([("id", "not in", log.ids)]).arguments)
+
+    def test_on_fail_method_that_raises_leaves_the_job_failed(self):
+        job = self.job_of(self.record.with_delay(max_retries=1).client_fail("disk full"))
+        model = type(self.env["test.queue.job"])
+        with mock.patch.object(model, "on_client_failure", side_effect=ValueError("oops")), \
+                self.assertLogs("odoo.addons.queue_job.job", "ERROR") as logs:
+            self.run_job(job)
+        self.assertEqual(job.state, "failed")
+        self.assertIn("On-fail method of job", logs.output[0])
+
+    def test_on_fail_method_must_be_a_method_of_the_model(self):
+        function = self.env.ref("test_queue_job.job_function_client_fail")
+        self.assertEqual(function.on_fail_method, "on_client_failure")
+        with self.assertRaisesRegex(exceptions.ValidationError, "has no method"):
+            function.on_fail_method = "no_such_method"
+
     def test_function_declared_twice_is_one_record(self):
         function = self.env.ref("test_queue_job.job_function_client_import")
         self.assertEqual(self.env.ref("test_queue_job.job_function_client_import_again"), function)
