@@ -105,7 +105,8 @@ class Graph:
             raise ValueError("the job graph has a cycle: on_done() links loop back")
 
     def __repr__(self):
-        roots = [vertex for vertex in self._graph if vertex in self.root_vertices()]
+        root_vertices = self.root_vertices()
+        roots = [vertex for vertex in self._graph if vertex in root_vertices]
         return "\n".join(
             " → ".join(map(repr, path)) for root in roots for path in self.paths(root)
         )

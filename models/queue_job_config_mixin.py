@@ -23,7 +23,8 @@ class QueueJobConfigMixin(models.AbstractModel):
         # declared by another module or created on first use. It takes the
         # declared values (unless its own data is noupdate) and the new XML id.
         existing = [self._same_record(vals) for vals in vals_list]
-        created = iter(super().create([vals for vals, record in zip(vals_list, existing) if not record]))
+        new_vals_list = [vals for vals, record in zip(vals_list, existing) if not record]
+        created = iter(super().create(new_vals_list))
         for vals, record in zip(vals_list, existing):
             if record and not record.get_metadata()[0].get("noupdate"):
                 record.write(vals)

@@ -21,11 +21,15 @@ JobConfig = namedtuple(
 )
 
 
+def _is_seconds(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _valid_retry_seconds(seconds):
     """Seconds (an integer >= 0), or a range ``[min, max]`` of them."""
     if isinstance(seconds, (list, tuple)):
-        return len(seconds) == 2 and all(map(_valid_retry_seconds, seconds)) and seconds[0] <= seconds[1]
-    return isinstance(seconds, int) and not isinstance(seconds, bool) and seconds >= 0
+        return len(seconds) == 2 and all(map(_is_seconds, seconds)) and seconds[0] <= seconds[1]
+    return _is_seconds(seconds)
 
 
 def _json_text(value):

@@ -56,7 +56,9 @@ def trap_jobs():
         mock.patch.object(Delayable, "_build_job", build_job_and_remember_call),
         # The one point where delay() writes: everything before it runs as usual.
         mock.patch.object(Job, "store_many", trap._keep),
-        mock.patch.object(DelayableGraph, "_has_to_execute_directly", lambda graph, vertices: False),
+        mock.patch.object(
+            DelayableGraph, "_has_to_execute_directly", lambda graph, vertices: False
+        ),
     ):
         yield trap
 

@@ -130,8 +130,12 @@ class TestQueueJobApi(JobRunnerCase):
         first, second = self.graph()
         self.assertEqual(first.dependent_ids, second)
         self.assertEqual(second.dependency_ids, first)
-        self.assertEqual(second.dependencies, {"depends_on": [first.uuid], "reverse_depends_on": []})
-        self.assertEqual(first.dependencies, {"depends_on": [], "reverse_depends_on": [second.uuid]})
+        self.assertEqual(
+            second.dependencies, {"depends_on": [first.uuid], "reverse_depends_on": []}
+        )
+        self.assertEqual(
+            first.dependencies, {"depends_on": [], "reverse_depends_on": [second.uuid]}
+        )
         self.assertEqual((first.graph_jobs_count, second.graph_jobs_count), (2, 2))
         action = first.open_graph_jobs()
         self.assertEqual(action["context"], {"search_default_graph_uuid": first.graph_uuid})
@@ -189,7 +193,8 @@ class TestClientData(JobRunnerCase):
         job_.retry = 4
         self.assertEqual(job_.retry_seconds(), 30)
         function = self.env.ref("test_queue_job.job_function_client_import")
-        for pattern in ({"1": [7, 5]}, {"1": [1, 2, 3]}, {"1": [1, True]}):
+        for pattern in ({"1": [7, 5]}, {"1": [1, 2, 3]}, {"1": [1, True]},
+                        {"1": [[1, 2], [3, 4]]}):
             with self.subTest(pattern=pattern), self.assertRaises(exceptions.ValidationError):
                 function.retry_pattern = pattern
 
@@ -247,7 +252,9 @@ class TestClientData(JobRunnerCase):
         self.assertEqual(job.channel, "root.channel.test.dotted")
         self.assertFalse(job.related_action_enable, "noupdate data of the function")
         function = self.env.ref("test_queue_job.job_function_client_export")
-        self.assertEqual((function.model_id.model, function.method), ("test.queue.job", "client_export"))
+        self.assertEqual(
+            (function.model_id.model, function.method), ("test.queue.job", "client_export")
+        )
         self.assertEqual(job.job_function_id, function)
 
     def test_module_data_adopts_a_function_created_on_first_use(self):
