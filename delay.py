@@ -9,10 +9,13 @@ waiting, in the same transaction as their edges, no runner can start a
 dependent before its dependencies are done.
 """
 
+import logging
 import uuid
 from collections import deque
 
 from .job import Job, must_run_without_delay, run_inline
+
+_logger = logging.getLogger(__name__)
 
 
 def chain(*delayables):
@@ -264,6 +267,7 @@ class Delayable(_Composite):
         self._job_args = ()
         self._job_kwargs = {}
         self._generated_job = None
+        self._was_split = False
         self.priority = priority
         self.eta = eta
         self.max_retries = max_retries
@@ -280,6 +284,13 @@ class Delayable(_Composite):
     def __repr__(self):
         method = self._job_method.__name__ if self._job_method else "?"
         return f"Delayable({self.recordset!r}.{method}(...))"
+
+    def __del__(self):
+        # As OCA: a delayable built and forgotten is a job that never runs.
+        # (Looked up in __dict__: __getattr__ would ask the records.)
+        state = self.__dict__
+        if "recordset" in state and not (state.get("_generated_job") or state.get("_was_split")):
+            _logger.warning("Delayable %s was prepared but never delayed", self)
 
     def set(self, *args, **kwargs):
         """Set job properties, from a dict and/or keywords; returns self."""
@@ -327,6 +338,7 @@ class Delayable(_Composite):
             part.set(description=f"{description} (split {index + 1}/{count})")
             getattr(part, self._job_method.__name__)(*self._job_args, **self._job_kwargs)
             parts.append(part)
+        self._was_split = True
         return (DelayableChain if chain else DelayableGroup)(*parts)
 
     def _build_job(self):

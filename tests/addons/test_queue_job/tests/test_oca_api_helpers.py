@@ -1,6 +1,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
 """OCA's delay.py classes and tests/common.py helpers, as client addons use them."""
 
+import gc
 import types
 import unittest
 
@@ -70,6 +71,21 @@ class TestDelayableGraph(JobRunnerCase):
         with self.assertRaisesRegex(ValueError, "cycle"):
             a.delay()
         self.assertEqual(counter.count_created(), 0)
+
+    def test_a_delayable_never_delayed_is_warned_about(self):
+        gc.collect()  # the garbage of other tests first
+        with self.assertLogs("odoo.addons.queue_job.delay", "WARNING") as logs:
+            forgotten = self.delayable("forgotten")
+            del forgotten
+            gc.collect()  # a delayable and its graph refer to each other
+        self.assertIn("was prepared but never delayed", logs.output[0])
+        with self.assertNoLogs("odoo.addons.queue_job.delay", "WARNING"):
+            delayed = self.delayable("delayed")
+            delayed.delay()
+            split = self.record.delayable().record_call("split")
+            split.split(1).delay()
+            del delayed, split
+            gc.collect()
 
     def test_generic_graph(self):
         graph = Graph()
