@@ -9,9 +9,13 @@ waiting, in the same transaction as their edges, no runner can start a
 dependent before its dependencies are done.
 """
 
+import logging
 import uuid
+from collections import deque
 
 from .job import Job, must_run_without_delay, run_inline
+
+_logger = logging.getLogger(__name__)
 
 
 def chain(*delayables):
@@ -24,32 +28,174 @@ def group(*delayables):
     return DelayableGroup(*delayables)
 
 
-def _connect(dependencies, dependents):
-    """Make every node of ``dependents`` wait for every node of ``dependencies``."""
-    for dependent in dependents:
-        for dependency in dependencies:
-            # dicts as ordered sets: jobs are stored in the order they were linked
-            dependent._depends_on[dependency] = None
-            dependency._reverse_depends_on[dependent] = None
+class Graph:
+    """A directed graph of hashable vertices, kept in insertion order.
+
+    Peers are listed in the order they were added::
+
+        >>> graph = Graph()
+        >>> graph.add_edge("fetch", "import")
+        >>> graph.add_edge("fetch", "archive")
+        >>> list(graph.topological_sort())
+        ['fetch', 'import', 'archive']
+    """
+
+    __slots__ = ("_graph",)
+
+    def __init__(self, graph=None):
+        # vertex -> its children, as an ordered set (dict keys)
+        self._graph = graph if graph is not None else {}
+
+    def add_vertex(self, vertex):
+        """Add ``vertex``; adding it again changes nothing."""
+        self._graph.setdefault(vertex, {})
+
+    def add_edge(self, parent, child):
+        """Make ``child`` depend on ``parent``; adding it again changes nothing."""
+        self.add_vertex(child)
+        self._graph.setdefault(parent, {})[child] = None
+
+    def vertices(self):
+        """The set of vertices."""
+        return set(self._graph)
+
+    def edges(self):
+        """The ``(parent, child)`` pairs, in the order they were added."""
+        return [(parent, child) for parent, children in self._graph.items() for child in children]
+
+    def root_vertices(self):
+        """The set of vertices that depend on none."""
+        children = {child for children in self._graph.values() for child in children}
+        return set(self._graph) - children
+
+    def paths(self, vertex):
+        """Yield the longest paths from ``vertex`` that do not loop."""
+        path = [vertex]
+
+        def extend():
+            ends_here = True
+            for child in self._graph[path[-1]]:
+                if child not in path:
+                    ends_here = False
+                    path.append(child)
+                    yield from extend()
+                    path.pop()
+            if ends_here:
+                yield list(path)
+
+        yield from extend()
+
+    def topological_sort(self):
+        """Yield the vertices, each after all the vertices it depends on.
+
+        Peers come in insertion order. Raises ValueError, once the vertices
+        outside the cycle are yielded, if the graph has a cycle.
+        """
+        parents_left = dict.fromkeys(self._graph, 0)
+        for _parent, child in self.edges():
+            parents_left[child] += 1
+        ready = deque(vertex for vertex, count in parents_left.items() if not count)
+        yielded = 0
+        while ready:
+            vertex = ready.popleft()
+            yielded += 1
+            yield vertex
+            for child in self._graph[vertex]:
+                parents_left[child] -= 1
+                if not parents_left[child]:
+                    ready.append(child)
+        if yielded != len(self._graph):
+            raise ValueError("the job graph has a cycle: on_done() links loop back")
+
+    def __repr__(self):
+        root_vertices = self.root_vertices()
+        roots = [vertex for vertex in self._graph if vertex in root_vertices]
+        return "\n".join(
+            " → ".join(map(repr, path)) for root in roots for path in self.paths(root)
+        )
+
+
+class DelayableGraph(Graph):
+    """The graph of :class:`Delayable` objects that one ``delay()`` stores.
+
+    Each delayable belongs to one graph; linking delayables (``on_done``,
+    ``chain``, ``group``) merges their graphs into one.
+    """
+
+    __slots__ = ()
+
+    def _merge(self, other):
+        """Take the vertices and edges of ``other``; returns the merged graph."""
+        if other is self:
+            return self
+        if len(other._graph) > len(self._graph):  # move the smaller graph
+            return other._merge(self)
+        for vertex, children in other._graph.items():
+            self._graph.setdefault(vertex, {}).update(children)
+            vertex._graph = self
+        other._graph = {}
+        return self
+
+    def _link(self, parents, children):
+        """Make every delayable of ``children`` wait for every one of ``parents``."""
+        graph = self
+        for delayable in (*parents, *children):
+            graph = graph._merge(delayable._graph)
+        for parent in parents:
+            for child in children:
+                graph.add_edge(parent, child)
+        return graph
+
+    def _has_to_execute_directly(self, vertices):
+        """True when jobs run inline instead of being stored (no-delay mode)."""
+        return any(must_run_without_delay(vertex.recordset.env) for vertex in vertices)
+
+    def delay(self):
+        """Validate every delayable, then store the whole graph (or run it,
+        in no-delay mode). Returns the job when the graph has only one."""
+        delayables = list(self.topological_sort())  # raises on a cycle
+        delayed = [delayable for delayable in delayables if delayable._generated_job is not None]
+        if delayed:
+            raise ValueError(f"{delayed[0]!r} was already delayed")
+        jobs = {delayable: delayable._build_job() for delayable in delayables}
+        if len(jobs) > 1:
+            graph_uuid = str(uuid.uuid4())
+            for job_ in jobs.values():
+                job_.graph_uuid = graph_uuid
+        for parent, child in self.edges():
+            if child.identity_key:
+                raise ValueError(
+                    f"{child!r}: identity_key is only supported on jobs that wait for "
+                    "no other job"
+                )
+            jobs[child].depends_on.add(jobs[parent])
+            jobs[parent].reverse_depends_on.add(jobs[child])
+        for delayable, job_ in jobs.items():
+            delayable._generated_job = job_
+        if self._has_to_execute_directly(delayables):
+            run_inline(list(jobs.values()))  # topological order
+        else:
+            Job.store_many(delayables[0].recordset.env, list(jobs.values()))
+        return delayables[0]._generated_job if len(delayables) == 1 else None
 
 
 class _Composite:
     """What chains, groups and single delayables share: ``on_done`` and ``delay``.
 
     ``_head()`` are the delayables that start the composite, ``_tail()`` the
-    ones that end it.
+    ones that end it; all of them belong to one :class:`DelayableGraph`.
     """
 
     def on_done(self, *delayables):
         """Make ``delayables`` run once all of this is done; returns self."""
+        tail = self._tail()
         for delayable in delayables:
-            _connect(self._tail(), delayable._head())
+            tail[0]._graph._link(tail, delayable._head())
         return self
 
     def delay(self):
         """Store the whole graph this belongs to (or run it, in no-delay mode)."""
-        # Members of a group are not linked to each other: start from every head.
-        return _delay_graph(self._head())
+        return self._head()[0]._graph.delay()
 
 
 class DelayableChain(_Composite):
@@ -60,7 +206,7 @@ class DelayableChain(_Composite):
             raise ValueError("chain() needs at least one delayable")
         self._delayables = delayables
         for before, after in zip(delayables, delayables[1:]):
-            _connect(before._tail(), after._head())
+            before.on_done(after)
 
     def _head(self):
         return self._delayables[0]._head()
@@ -73,12 +219,15 @@ class DelayableChain(_Composite):
 
 
 class DelayableGroup(_Composite):
-    """Delayables run in parallel."""
+    """Delayables run in parallel: one graph, whose members wait for nothing
+    of each other."""
 
     def __init__(self, *delayables):
         if not delayables:
             raise ValueError("group() needs at least one delayable")
         self._delayables = delayables
+        members = self._head() + self._tail()
+        members[0]._graph._link(members, ())
 
     def _head(self):
         return [node for delayable in self._delayables for node in delayable._head()]
@@ -101,18 +250,30 @@ class Delayable(_Composite):
         "priority", "eta", "max_retries", "description", "channel", "identity_key",
     )
 
-    def __init__(self, recordset, **properties):
+    def __init__(
+        self,
+        recordset,
+        priority=None,
+        eta=None,
+        max_retries=None,
+        description=None,
+        channel=None,
+        identity_key=None,
+    ):
         self.recordset = recordset
-        self._depends_on = {}
-        self._reverse_depends_on = {}
+        self._graph = DelayableGraph()
+        self._graph.add_vertex(self)
         self._job_method = None
         self._job_args = ()
         self._job_kwargs = {}
         self._generated_job = None
-        for name in self._properties:
-            setattr(self, name, properties.pop(name, None))
-        if properties:
-            raise TypeError(f"unknown job properties: {', '.join(properties)}")
+        self._was_split = False
+        self.priority = priority
+        self.eta = eta
+        self.max_retries = max_retries
+        self.description = description
+        self.channel = channel
+        self.identity_key = identity_key
 
     def _head(self):
         return [self]
@@ -123,6 +284,13 @@ class Delayable(_Composite):
     def __repr__(self):
         method = self._job_method.__name__ if self._job_method else "?"
         return f"Delayable({self.recordset!r}.{method}(...))"
+
+    def __del__(self):
+        # As OCA: a delayable built and forgotten is a job that never runs.
+        # (Looked up in __dict__: __getattr__ would ask the records.)
+        state = self.__dict__
+        if "recordset" in state and not (state.get("_generated_job") or state.get("_was_split")):
+            _logger.warning("Delayable %s was prepared but never delayed", self)
 
     def set(self, *args, **kwargs):
         """Set job properties, from a dict and/or keywords; returns self."""
@@ -170,16 +338,12 @@ class Delayable(_Composite):
             part.set(description=f"{description} (split {index + 1}/{count})")
             getattr(part, self._job_method.__name__)(*self._job_args, **self._job_kwargs)
             parts.append(part)
+        self._was_split = True
         return (DelayableChain if chain else DelayableGroup)(*parts)
 
     def _build_job(self):
         if self._job_method is None:
             raise ValueError(f"{self!r}: call a method on the delayable before delay()")
-        if self.identity_key and self._depends_on:
-            raise ValueError(
-                f"{self!r}: identity_key is only supported on jobs that wait for "
-                "no other job"
-            )
         return Job(
             self._job_method,
             args=self._job_args,
@@ -188,70 +352,41 @@ class Delayable(_Composite):
         )
 
 
-def _graph_of(heads):
-    """Every delayable connected to ``heads``, in topological order.
-
-    Peers keep the order they were built in, so stored ids follow the graph.
-    Raises ValueError on a cycle.
-    """
-    # Collect the connected component, then sort it (Kahn's algorithm).
-    nodes = dict.fromkeys(heads)
-    stack = list(heads)
-    while stack:
-        node = stack.pop()
-        for other in (*node._depends_on, *node._reverse_depends_on):
-            if other not in nodes:
-                nodes[other] = None
-                stack.append(other)
-    waiting = {node: len(node._depends_on) for node in nodes}
-    ready = [node for node, count in waiting.items() if not count]
-    ordered = []
-    while ready:
-        node = ready.pop(0)
-        ordered.append(node)
-        for dependent in node._reverse_depends_on:
-            waiting[dependent] -= 1
-            if not waiting[dependent]:
-                ready.append(dependent)
-    if len(ordered) != len(nodes):
-        raise ValueError("the job graph has a cycle: on_done() links loop back")
-    return ordered
-
-
-def _delay_graph(heads):
-    nodes = _graph_of(heads)
-    delayed = [node for node in nodes if node._generated_job is not None]
-    if delayed:
-        raise ValueError(f"{delayed[0]!r} was already delayed")
-    jobs = {node: node._build_job() for node in nodes}  # validates before storing
-    if len(nodes) > 1:
-        graph_uuid = str(uuid.uuid4())
-        for job_ in jobs.values():
-            job_.graph_uuid = graph_uuid
-    for node, job_ in jobs.items():
-        job_.depends_on = {jobs[dep] for dep in node._depends_on}
-        job_.reverse_depends_on = {jobs[dep] for dep in node._reverse_depends_on}
-        node._generated_job = job_
-    if any(must_run_without_delay(job_.env) for job_ in jobs.values()):
-        run_inline(list(jobs.values()))  # topological order
-    else:
-        Job.store_many(nodes[0].recordset.env, list(jobs.values()))
-    return nodes[0]._generated_job if len(nodes) == 1 else None
-
-
 class DelayableRecordset:
     """``record.with_delay(...)``: the next method call is stored as a job.
 
     ``record.with_delay(priority=5).method(arg)`` returns the :class:`Job`.
+    Each call is a job of its own, with the properties given here.
     """
 
-    def __init__(self, recordset, **properties):
-        self._delayable_properties = properties
-        self.recordset = recordset
+    __slots__ = ("_properties", "_recordset")
+
+    def __init__(
+        self,
+        recordset,
+        priority=None,
+        eta=None,
+        max_retries=None,
+        description=None,
+        channel=None,
+        identity_key=None,
+    ):
+        self._recordset = recordset
+        self._properties = {
+            "priority": priority,
+            "eta": eta,
+            "max_retries": max_retries,
+            "description": description,
+            "channel": channel,
+            "identity_key": identity_key,
+        }
+
+    @property
+    def recordset(self):
+        return self._recordset
 
     def __getattr__(self, name):
-        delayable = Delayable(self.recordset, **self._delayable_properties)
-        store_call = getattr(delayable, name)
+        store_call = getattr(Delayable(self._recordset, **self._properties), name)
 
         def delay(*args, **kwargs):
             return store_call(*args, **kwargs).delay()
@@ -259,4 +394,6 @@ class DelayableRecordset:
         return delay
 
     def __str__(self):
-        return f"DelayableRecordset({self.recordset._name}{self.recordset._ids!r})"
+        return f"DelayableRecordset({self._recordset._name}{self._recordset._ids!r})"
+
+    __repr__ = __str__

@@ -10,6 +10,7 @@ import hashlib
 import inspect
 import logging
 import os
+import random
 import traceback
 import uuid as uuidlib
 from contextlib import contextmanager
@@ -489,7 +490,9 @@ class Job:
         pattern = self.job_config.retry_pattern or {}
         for tries in sorted(pattern, reverse=True):
             if self.retry >= tries:
-                return pattern[tries]
+                seconds = pattern[tries]
+                # (min, max): spread the retries of many failing jobs
+                return random.randint(*seconds) if isinstance(seconds, tuple) else seconds
         return RETRY_INTERVAL
 
     # ------------------------------------------------------------------
@@ -772,8 +775,21 @@ class Job:
         return None if result is None else str(result)
 
     def record_failure(self, err):
-        """Fail the job (and its dependents) for ``err``; runs in a clean transaction."""
+        """Fail the job (and its dependents) for ``err``; runs in a clean
+        transaction. Then calls the job function's on-fail method, if any."""
         _record_failure(self.env, self.id, err)
+        if self.job_config.on_fail_method_name:
+            self.on_fail(_exc_values(err))
+
+    def on_fail(self, fail_vals):
+        """Call the on-fail method on the job's records with ``fail_vals``
+        (``exc_name``, ``exc_message``, ``exc_info``). If it raises, its
+        writes are rolled back and the error logged; the job stays failed."""
+        try:
+            with self.env.cr.savepoint():
+                getattr(self.recordset, self.job_config.on_fail_method_name)(**fail_vals)
+        except Exception:  # noqa: BLE001 - the job's failure is recorded already
+            _logger.exception("On-fail method of job %s failed", self.uuid)
 
     def record_retry(self, err):
         """Postpone the job after a retryable error, or fail it if it is out of tries.
@@ -885,7 +901,7 @@ def _exc_values(err):
 def _record_failure(env, job_id, err):
     """Fail started job ``job_id`` (and its dependents) for ``err``; tell whom it concerns."""
     transitions.mark_failed(env.cr, [job_id], (STARTED,), **_exc_values(err))
-    env["queue.job"].sudo().browse(job_id)._message_failed_job()
+    env["queue.job"].sudo().browse(job_id)._message_post_on_failure()
 
 
 def run_inline(jobs):

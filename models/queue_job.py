@@ -55,6 +55,7 @@ class QueueJob(models.Model):
 
     _removal_interval = 30  # days, default of a channel's removal interval
     _removal_batch_size = 1000  # jobs the autovacuum deletes per transaction
+    _default_related_action = "related_action_open_record"
 
     # Passed in the ``_job_edit_sentinel`` context key, it lets server code
     # create jobs and write the protected fields. An RPC context is JSON: it
@@ -70,7 +71,7 @@ class QueueJob(models.Model):
             "identity_key", "result", "exc_name", "exc_message", "exc_info",
             "date_created", "date_enqueued", "date_started", "date_done",
             "exec_time", "dependency_job_ids", "dependent_job_ids",
-            "pending_dependency_count",
+            "dependency_ids", "dependent_ids", "pending_dependency_count",
         }
     )
 
@@ -121,6 +122,15 @@ class QueueJob(models.Model):
         string="Waited For By",
         readonly=True,
     )
+    # OCA's names of the same edges.
+    dependency_ids = fields.Many2many(related="dependency_job_ids", string="Depends On")
+    dependent_ids = fields.Many2many(related="dependent_job_ids", string="Dependents")
+    # OCA's stored form of the edges, read from them here.
+    dependencies = fields.Json(
+        compute="_compute_dependencies",
+        help='The UUIDs of the jobs this one waits for ("depends_on") and of '
+        'those waiting for it ("reverse_depends_on")',
+    )
     pending_dependency_count = fields.Integer(
         string="Dependencies Left",
         readonly=True,
@@ -130,7 +140,15 @@ class QueueJob(models.Model):
     related_action_enable = fields.Boolean(
         string="Related Action Enabled", compute="_compute_related_action_enable"
     )
-    graph_job_count = fields.Integer(string="Graph Jobs", compute="_compute_graph_job_count")
+    graph_jobs_count = fields.Integer(string="Graph Jobs", compute="_compute_graph_jobs_count")
+    channel_method_name = fields.Char(
+        string="Complete Method Name",
+        compute="_compute_channel_method_name",
+        help="The name of the job's function: <model>.method",
+    )
+    date_cancelled = fields.Datetime(
+        compute="_compute_date_cancelled", help="When the job was cancelled"
+    )
 
     _uuid_uniq = models.Constraint("UNIQUE(uuid)", "A job with this UUID already exists")
 
@@ -142,13 +160,33 @@ class QueueJob(models.Model):
             job.related_action_enable = job._job_function_config().related_action_enable
 
     @api.depends("graph_uuid")
-    def _compute_graph_job_count(self):
+    def _compute_graph_jobs_count(self):
         graph_uuids = [uuid for uuid in self.mapped("graph_uuid") if uuid]
         counts = dict(
             self._read_group([("graph_uuid", "in", graph_uuids)], ["graph_uuid"], ["__count"])
         )
         for job in self:
-            job.graph_job_count = counts.get(job.graph_uuid, 0)
+            job.graph_jobs_count = counts.get(job.graph_uuid, 0)
+
+    @api.depends("dependency_job_ids.uuid", "dependent_job_ids.uuid")
+    def _compute_dependencies(self):
+        for job in self:
+            job.dependencies = {
+                "depends_on": job.dependency_job_ids.mapped("uuid"),
+                "reverse_depends_on": job.dependent_job_ids.mapped("uuid"),
+            }
+
+    @api.depends("model_name", "method_name")
+    def _compute_channel_method_name(self):
+        functions = self.env["queue.job.function"]
+        for job in self:
+            job.channel_method_name = functions.job_function_name(job.model_name, job.method_name)
+
+    @api.depends("state", "date_done")
+    def _compute_date_cancelled(self):
+        # A job's end, whatever it is, is its date_done.
+        for job in self:
+            job.date_cancelled = job.date_done if job.state == CANCELLED else False
 
     # ------------------------------------------------------------------
     # Protection: jobs are created and edited through the ORM by trusted code only
@@ -156,7 +194,10 @@ class QueueJob(models.Model):
 
     # Not even trusted code writes these: the transitions keep them exact.
     _graph_fields = frozenset(
-        {"dependency_job_ids", "dependent_job_ids", "pending_dependency_count"}
+        {
+            "dependency_job_ids", "dependent_job_ids", "dependency_ids", "dependent_ids",
+            "pending_dependency_count",
+        }
     )
 
     def _edit_trusted(self):
@@ -212,8 +253,7 @@ class QueueJob(models.Model):
             )
         elif state == FAILED:
             moved = moving._transition(transitions.mark_failed, STORE_FAILED_FROM, **exc)
-            for job in moved:
-                job._message_failed_job()
+            moved._message_post_on_failure()
         elif state == CANCELLED:
             moved = moving._transition(
                 transitions.mark_cancelled, STORE_CANCELLED_FROM, message=exc["exc_message"]
@@ -306,6 +346,23 @@ class QueueJob(models.Model):
         """Requeue: run again (after their dependencies, if any is not done)."""
         return self._action_result(self._requeue(), self.env._("%s job(s) requeued."))
 
+    def _change_job_state(self, state, result=None):
+        """Move these jobs to ``state``: done, pending (requeued) or cancelled.
+
+        OCA's helper, through the same transitions as the buttons: jobs whose
+        state does not allow the move are left as they are. Returns the jobs
+        moved.
+        """
+        if state == DONE:
+            return self._set_done(result)
+        if state == CANCELLED:
+            return self._set_cancelled(result)
+        if state == PENDING:
+            if result is not None:
+                raise ValueError("A requeued job has no result: call _change_job_state(PENDING)")
+            return self._requeue()
+        raise ValueError(f"State not supported: {state!r}; use done, pending or cancelled")
+
     def run_now(self):
         """Run Now: run these jobs in this transaction, as their users.
 
@@ -360,7 +417,7 @@ class QueueJob(models.Model):
             or functions.job_function_name(self.model_name, self.method_name)
         )
 
-    def action_open_graph_jobs(self):
+    def open_graph_jobs(self):
         """The jobs of this job's graph, as a removable search facet."""
         self.ensure_one()
         return {
@@ -375,49 +432,90 @@ class QueueJob(models.Model):
     def open_related_action(self):
         """The action of the job function's related action (default: open the records)."""
         config = self._job_function_config()
-        if not config.related_action_enable:
-            return None
-        method = getattr(self, config.related_action_func_name or "related_action_open_record")
-        return method(**config.related_action_kwargs)
+        action = None
+        if config.related_action_enable:
+            method = getattr(self, config.related_action_func_name or self._default_related_action)
+            action = method(**config.related_action_kwargs)
+        if action is None:
+            raise exceptions.UserError(self.env._("No action available for this job"))
+        return action
 
     def related_action_open_record(self):
         """Open the records the job works on: a form for one, a list for several."""
         self.ensure_one()
-        record_ids = self.record_ids or []
-        if not record_ids:
+        if self.model_name not in self.env:
+            return None
+        records = self.env[self.model_name].browse(self.record_ids or []).exists()
+        if not records:
             return None
         action = {
             "type": "ir.actions.act_window",
             "name": self.env._("Related Record"),
             "res_model": self.model_name,
         }
-        if len(record_ids) == 1:
-            action.update(view_mode="form", res_id=record_ids[0])
+        if len(records) == 1:
+            action.update(view_mode="form", res_id=records.id)
         else:
             action.update(
                 name=self.env._("Related Records"),
                 view_mode="list,form",
-                domain=[("id", "in", record_ids)],
+                domain=[("id", "in", records.ids)],
             )
         return action
 
-    def _message_failed_job(self):
-        """Tell the job's user and the queue managers that the job failed.
+    def _message_post_on_failure(self):
+        """Tell whom it concerns that these jobs failed (OCA's hook).
 
-        Posted with the "Job Failed" subtype, which followers can mute.
+        Subscribes the users of :meth:`_subscribe_users_domain`, and the job's
+        user if :meth:`_subscribe_job_creator` says so, then posts
+        :meth:`_message_failed_job` with the "Job Failed" subtype, which
+        followers can mute. Override those three to change who is told what.
         """
-        self.ensure_one()
         # As OdooBot: the runner fails a job in an environment of the job's
         # user, and mail never notifies the user who posts a message.
-        job = self.with_user(SUPERUSER_ID)
-        managers = job.env.ref(MANAGER_GROUP).all_user_ids
-        job.message_subscribe(partner_ids=(job.user_id | managers).partner_id.ids)
-        job.message_post(
-            body=job.env._(
-                "The job failed: %(exception)s", exception=job.exc_message or job.exc_name
-            ),
-            subtype_xmlid="queue_job.mt_job_failed",
+        jobs = self.with_user(SUPERUSER_ID)
+        domain = jobs._subscribe_users_domain()
+        users_of_domain = jobs.env["res.users"]
+        if domain is not None:
+            users_of_domain = users_of_domain.search(domain)
+        subscribe_creator = jobs._subscribe_job_creator()
+        for job in jobs:
+            users = users_of_domain
+            if subscribe_creator:
+                users |= job.user_id
+            job.message_subscribe(partner_ids=users.partner_id.ids)
+            body = job._message_failed_job()
+            if body:
+                job.message_post(body=body, subtype_xmlid="queue_job.mt_job_failed")
+
+    def _subscribe_users_domain(self):
+        """The users to subscribe to failed jobs: the queue managers of the
+        jobs' companies. ``None``: nobody (besides the job's user)."""
+        group = self.env.ref(MANAGER_GROUP, raise_if_not_found=False)
+        if not group:
+            return None
+        domain = [("all_group_ids", "in", group.ids)]
+        if self.company_id:
+            domain.append(("company_id", "in", self.company_id.ids))
+        return domain
+
+    @api.model
+    def _subscribe_job_creator(self):
+        """Whether the job's user follows a failed job, besides the users of
+        :meth:`_subscribe_users_domain`."""
+        return True
+
+    def _message_failed_job(self):
+        """The message posted on this job when it fails; nothing is posted if
+        it is empty."""
+        self.ensure_one()
+        return self.env._(
+            "The job failed: %(exception)s", exception=self.exc_message or self.exc_name
         )
+
+    def _needaction_domain_get(self):
+        """The jobs that need an action: the failed ones."""
+        return [("state", "=", FAILED)]
 
     # ------------------------------------------------------------------
     # Clean-up

@@ -132,10 +132,6 @@ class QueueJobChannel(models.Model):
                 raise exceptions.ValidationError(
                     self.env._("Channel %s needs a parent channel", channel.name)
                 )
-            if "." in (channel.name or ""):
-                raise exceptions.ValidationError(
-                    self.env._("A channel name cannot contain a dot: %s", channel.name)
-                )
 
     @api.model
     def channel_exists(self, complete_name):
@@ -146,8 +142,15 @@ class QueueJobChannel(models.Model):
         self.env.cr.execute("SELECT complete_name FROM queue_job_channel")
         return frozenset(row[0] for row in self.env.cr.fetchall())
 
+    def _same_record(self, vals):
+        return self.search(
+            [("name", "=", vals.get("name")), ("parent_id", "=", vals.get("parent_id", False))],
+            limit=1,
+        )
+
     def write(self, vals):
-        if "name" in vals and any(channel.name == "root" for channel in self):
+        renamed = "name" in vals and vals["name"] != "root"
+        if renamed and any(channel.name == "root" for channel in self):
             raise exceptions.UserError(self.env._("The root channel cannot be renamed"))
         return super().write(vals)
 

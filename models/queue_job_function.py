@@ -17,8 +17,19 @@ JOB_FUNCTION_NAME = re.compile(r"^<([0-9a-z_.]+)>\.([0-9a-zA-Z_]+)$")
 JobConfig = namedtuple(
     "JobConfig",
     "channel retry_pattern related_action_enable related_action_func_name "
-    "related_action_kwargs job_function_id allow_commit",
+    "related_action_kwargs job_function_id allow_commit on_fail_method_name",
 )
+
+
+def _is_seconds(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _valid_retry_seconds(seconds):
+    """Seconds (an integer >= 0), or a range ``[min, max]`` of them."""
+    if isinstance(seconds, (list, tuple)):
+        return len(seconds) == 2 and all(map(_is_seconds, seconds)) and seconds[0] <= seconds[1]
+    return _is_seconds(seconds)
 
 
 def _json_text(value):
@@ -37,9 +48,11 @@ class QueueJobFunction(models.Model):
     _description = "Job Functions"
     _order = "name"
 
-    name = fields.Char(compute="_compute_name", store=True, index=True)
-    model_id = fields.Many2one("ir.model", string="Model", required=True, ondelete="cascade")
-    method = fields.Char(required=True)
+    # Data declares a function by its name (``<res.partner>.export``) or by
+    # its model and method: either gives the others.
+    name = fields.Char(compute="_compute_name", inverse="_inverse_name", store=True, index=True)
+    model_id = fields.Many2one("ir.model", string="Model", ondelete="cascade")
+    method = fields.Char()
     channel_id = fields.Many2one(
         "queue.job.channel",
         string="Channel",
@@ -49,14 +62,19 @@ class QueueJobFunction(models.Model):
     channel = fields.Char(related="channel_id.complete_name", store=True, readonly=True)
     retry_pattern = fields.Json(
         help="Seconds to wait before a retry, from a number of tries on: "
-        "{1: 10, 5: 60, 10: 300} waits 10 s from the 1st try, 60 s from the 5th, "
-        "300 s from the 10th",
+        "{1: 10, 5: 60, 10: [300, 600]} waits 10 s from the 1st try, 60 s from the 5th, "
+        "between 300 and 600 s (at random) from the 10th",
     )
     related_action = fields.Json(
         help='The "Related Action" button of the job: '
         '{"enable": false} hides it; {"func_name": "method_of_queue_job", '
         '"kwargs": {...}} calls another method than the default, which opens '
         "the job's records",
+    )
+    on_fail_method = fields.Char(
+        help="A method of the model, called on the job's records with the "
+        "job's exc_name, exc_message and exc_info when the job fails for good "
+        "(not when it is to be retried)",
     )
     allow_commit = fields.Boolean(
         help="Allow the job to commit its transaction itself. Without it a job "
@@ -69,7 +87,8 @@ class QueueJobFunction(models.Model):
         compute="_compute_edit_settings",
         inverse="_inverse_edit_retry_pattern",
         help='Seconds to wait before a retry, from a number of tries on, e.g. '
-        '{"1": 10, "5": 60, "10": 300}. Empty: retry after 10 minutes',
+        '{"1": 10, "5": 60, "10": [300, 600]} (a range: picked at random). '
+        "Empty: retry after 10 minutes",
     )
     edit_related_action = fields.Text(
         string="Related Action (JSON)",
@@ -91,6 +110,41 @@ class QueueJobFunction(models.Model):
         for function in self:
             if function.model_id and function.method:
                 function.name = self.job_function_name(function.model_id.model, function.method)
+            else:
+                function.name = False
+
+    def _inverse_name(self):
+        for function in self:
+            match = JOB_FUNCTION_NAME.match(function.name or "")
+            if not match:
+                raise exceptions.ValidationError(
+                    self.env._(
+                        "Invalid job function name %s: expected <model.name>.method",
+                        function.name,
+                    )
+                )
+            model_name, method = match.groups()
+            model = self.env["ir.model"].sudo().search([("model", "=", model_name)], limit=1)
+            if not model:
+                raise exceptions.ValidationError(
+                    self.env._("Job function %(name)s: no model %(model)s",
+                               name=function.name, model=model_name)
+                )
+            function.write({"model_id": model.id, "method": method})
+
+    @api.constrains("model_id", "method")
+    def _check_model_and_method(self):
+        if any(not (function.model_id and function.method) for function in self):
+            raise exceptions.ValidationError(
+                self.env._("A job function needs a model and a method, or a name <model>.method")
+            )
+
+    def _same_record(self, vals):
+        name = vals.get("name")
+        if not name and vals.get("model_id") and vals.get("method"):
+            model = self.env["ir.model"].browse(vals["model_id"]).model
+            name = self.job_function_name(model, vals["method"])
+        return self.search([("name", "=", name)], limit=1) if name else self.browse()
 
     @api.depends("retry_pattern", "related_action")
     def _compute_edit_settings(self):
@@ -128,7 +182,7 @@ class QueueJobFunction(models.Model):
                 continue
             try:
                 valid = isinstance(pattern, dict) and all(
-                    int(tries) > 0 and isinstance(seconds, int) and seconds >= 0
+                    int(tries) > 0 and _valid_retry_seconds(seconds)
                     for tries, seconds in pattern.items()
                 )
             except ValueError:
@@ -137,9 +191,25 @@ class QueueJobFunction(models.Model):
                 raise exceptions.ValidationError(
                     self.env._(
                         "Retry pattern of %(name)s must map tries (integers > 0) to "
-                        "seconds (integers >= 0), e.g. {1: 10, 5: 60}; got %(pattern)s",
+                        "seconds (integers >= 0) or to a range of seconds to pick "
+                        "from at random ([min, max]), e.g. {1: 10, 5: [60, 120]}; "
+                        "got %(pattern)s",
                         name=function.name,
                         pattern=pattern,
+                    )
+                )
+
+    @api.constrains("model_id", "on_fail_method")
+    def _check_on_fail_method(self):
+        for function in self.filtered("on_fail_method"):
+            model = self.env.get(function.model_id.model)
+            if model is None or not callable(getattr(model, function.on_fail_method, None)):
+                raise exceptions.ValidationError(
+                    self.env._(
+                        "On-fail method of %(name)s: %(model)s has no method %(method)s",
+                        name=function.name,
+                        model=function.model_id.model,
+                        method=function.on_fail_method,
                     )
                 )
 
@@ -177,12 +247,16 @@ class QueueJobFunction(models.Model):
         related_action = function.related_action or {}
         return JobConfig(
             channel=function.channel,
-            retry_pattern={int(tries): seconds for tries, seconds in (function.retry_pattern or {}).items()},
+            retry_pattern={
+                int(tries): tuple(seconds) if isinstance(seconds, list) else seconds
+                for tries, seconds in (function.retry_pattern or {}).items()
+            },
             related_action_enable=related_action.get("enable", True),
             related_action_func_name=related_action.get("func_name"),
             related_action_kwargs=related_action.get("kwargs", {}),
             job_function_id=function.id,
             allow_commit=function.allow_commit,
+            on_fail_method_name=function.on_fail_method or None,
         )
 
     def _create_on_first_use(self, name):

@@ -16,15 +16,21 @@ Only the storing is replaced: jobs and graphs are built and validated by the
 same code as in production, so what is wrong there raises in the trap too.
 """
 
+import doctest
+import logging
 import typing
 import weakref
 from contextlib import contextmanager
 from operator import attrgetter
 from unittest import mock
 
-from .. import delay, serialization
-from ..delay import Delayable
+from odoo.tests.case import TestCase
+
+from .. import serialization
+from ..delay import Delayable, DelayableGraph
 from ..job import DONE, PENDING, WAIT_DEPENDENCIES, Job
+
+_logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -50,8 +56,9 @@ def trap_jobs():
         mock.patch.object(Delayable, "_build_job", build_job_and_remember_call),
         # The one point where delay() writes: everything before it runs as usual.
         mock.patch.object(Job, "store_many", trap._keep),
-        # delay.py's own reference is the one _delay_graph calls.
-        mock.patch.object(delay, "must_run_without_delay", lambda env: False),
+        mock.patch.object(
+            DelayableGraph, "_has_to_execute_directly", lambda graph, vertices: False
+        ),
     ):
         yield trap
 
@@ -149,7 +156,11 @@ class JobsTrap:
         the jobs delayed on the empty recordset)."""
         if only is None:
             return len(self.enqueued_jobs)
-        return sum(1 for job_ in self.enqueued_jobs if _same_method(job_.func, only))
+        return len(self._filtered_enqueued_jobs(only))
+
+    def _filtered_enqueued_jobs(self, job_method):
+        """The trapped jobs of ``job_method`` (bound to the same records)."""
+        return [job_ for job_ in self.enqueued_jobs if _same_method(job_.func, job_method)]
 
     def assert_jobs_count(self, expected, only=None):
         """Raise AssertionError unless ``jobs_count(only)`` is ``expected``."""
@@ -224,3 +235,114 @@ class JobsTrap:
 
     def __repr__(self):
         return f"<JobsTrap {self.calls!r}>"
+
+
+class JobCounter:
+    """Counts the jobs stored since it was made (OCA's helper)::
+
+        counter = JobCounter(self.env)
+        partner.button_export()
+        self.assertEqual(counter.count_created(), 1)
+    """
+
+    def __init__(self, env):
+        self.env = env
+        self.existing = self.search_all()
+
+    def search_all(self):
+        return self.env["queue.job"].search([])  # pylint: disable=no-search-all
+
+    def search_created(self):
+        """The jobs stored since this counter was made."""
+        return self.search_all() - self.existing
+
+    def count_all(self):
+        return len(self.search_all())
+
+    def count_created(self):
+        return len(self.search_created())
+
+    def count_existing(self):
+        return len(self.existing)
+
+
+class JobMixin:
+    """For test cases (with ``self.env``) that store jobs and run them."""
+
+    def job_counter(self):
+        return JobCounter(self.env)
+
+    def perform_jobs(self, counter):
+        """Run the jobs ``counter`` (a :class:`JobCounter`) saw stored, now,
+        as the runner would; their states are left as they are."""
+        for record in counter.search_created():
+            Job.load(self.env, record.uuid).perform()
+
+    @contextmanager
+    def trap_jobs(self):
+        with trap_jobs() as trap:
+            yield trap
+
+
+@contextmanager
+def mock_with_delay():
+    """Replace ``with_delay()`` by mocks; yields ``(delayable_cls, delayable)``.
+
+    Deprecated by OCA in favour of :func:`trap_jobs`. ``delayable_cls`` is
+    called with the records and the job properties given to
+    ``with_delay()``; ``delayable`` records the method calls made on what
+    ``with_delay()`` returned. Nothing is stored::
+
+        with mock_with_delay() as (delayable_cls, delayable):
+            partner.button_export()
+            delayable_cls.assert_called_once_with(partner, priority=15, ...)
+            delayable.export.assert_called_once_with("csv")
+    """
+    with mock.patch(
+        "odoo.addons.queue_job.models.base.DelayableRecordset",
+        name="DelayableRecordset",
+        spec=True,
+    ) as delayable_cls:
+        delayable = mock.MagicMock(name="DelayableBinding")
+        delayable_cls.return_value = delayable
+        yield delayable_cls, delayable
+
+
+class OdooDocTestCase(doctest.DocTestCase, TestCase):
+    """A doctest as an Odoo test case: tagged, and named after its doctest.
+
+    ``doctest`` is a case of :func:`doctest.DocTestSuite`; ``seq`` orders it
+    among the module's tests.
+    """
+
+    def __init__(self, doctest, optionflags=0, setUp=None, tearDown=None, checker=None, seq=0):
+        super().__init__(
+            doctest._dt_test,
+            optionflags=optionflags,
+            setUp=setUp,
+            tearDown=tearDown,
+            checker=checker,
+        )
+        self.test_sequence = seq
+
+    def setUp(self):
+        super().setUp()
+        _logger.info("Running tests for %s", self._dt_test.name)
+
+
+def load_doctests(module):
+    """A ``load_tests`` function (unittest's protocol) running the doctests
+    of ``module`` as :class:`OdooDocTestCase`, tagged ``standard``,
+    ``at_install``, ``queue_job`` and ``doctest``::
+
+        load_tests = load_doctests(odoo.addons.my_module.tools)
+    """
+
+    def load_tests(loader, tests, ignore):
+        for index, test in enumerate(doctest.DocTestSuite(module)):
+            odoo_test = OdooDocTestCase(test, seq=index)
+            odoo_test.test_tags = {"standard", "at_install", "queue_job", "doctest"}
+            tests.addTest(odoo_test)
+        return tests
+
+    return load_tests

@@ -10,6 +10,8 @@
     "data": [
         "security/ir.model.access.csv",
         "data/queue_job_test_data.xml",
+        "data/queue_job_oca_client_data.xml",
+        "views/queue_job_views.xml",
     ],
     "assets": {
         "web.assets_tests": [

@@ -54,6 +54,22 @@ class TestQueueJob(models.Model):
         """Return the arguments as received, for round-trip checks."""
         return args, kwargs
 
+    def client_import(self, *args):
+        """A job whose function and channel are declared as OCA's clients do
+        (data/queue_job_oca_client_data.xml)."""
+        return args
+
+    def client_export(self):
+        """Another one, in a channel with dots in its name."""
+        return self.ids
+
+    def client_fail(self, message, retryable=False):
+        """Fails; its function calls ``on_client_failure`` then (client data)."""
+        raise (RetryableJobError if retryable else ValueError)(message)
+
+    def on_client_failure(self, exc_name=None, exc_message=None, exc_info=None):
+        self.record_call("on fail", exc_name=exc_name, exc_message=exc_message)
+
     def fail(self, message="boom"):
         self.write({"name": "written before failing"})
         raise ValueError(message)

@@ -13,3 +13,5 @@ from . import test_notifications
 from . import test_ui
 from . import test_configuration
 from . import test_oca_api_core
+from . import test_oca_api_model
+from . import test_oca_api_helpers

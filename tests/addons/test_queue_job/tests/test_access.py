@@ -136,7 +136,8 @@ class TestJobAccess(JobRunnerCase):
         self.alice_job.job_function_id.related_action = {"enable": False}
         self.alice_job.invalidate_recordset(["related_action_enable"])
         self.assertFalse(self.alice_job.related_action_enable)
-        self.assertIsNone(self.alice_job.open_related_action())
+        with self.assertRaisesRegex(UserError, "No action available"):
+            self.alice_job.open_related_action()
 
     def test_awaited_job_cannot_be_deleted(self):
         first = self.record.delayable(description="first").record_call("first")

@@ -8,11 +8,11 @@ from odoo.addons.queue_job.delay import chain
 from .job_runner_case import JobRunnerCase
 
 BOUND_ACTIONS = {
-    "queue_job.action_queue_job_requeue",
+    "queue_job.action_requeue_job",
     "queue_job.action_queue_job_run_now",
-    "queue_job.action_queue_job_set_done",
+    "queue_job.action_set_jobs_done",
     "queue_job.action_queue_job_set_failed",
-    "queue_job.action_queue_job_cancel",
+    "queue_job.action_set_jobs_cancelled",
 }
 
 

@@ -75,8 +75,8 @@ class TestJobFormButtons(TransactionCase):
         group(*members[:2]).on_done(members[2]).delay()
         lone = self.env["queue.job"].browse(record.with_delay().record_call("lone").id)
         job = self.env["queue.job"].browse(members[0]._generated_job.id)
-        self.assertEqual((job.graph_job_count, lone.graph_job_count), (3, 0))
-        action = job.action_open_graph_jobs()
+        self.assertEqual((job.graph_jobs_count, lone.graph_jobs_count), (3, 0))
+        action = job.open_graph_jobs()
         graph_uuid = action["context"]["search_default_graph_uuid"]
         search_view = etree.fromstring(self.env.ref("queue_job.view_queue_job_search").arch)
         (field,) = search_view.xpath("//field[@name='graph_uuid']")
