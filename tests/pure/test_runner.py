@@ -183,8 +183,7 @@ def test_job_whose_execution_raises_is_unlocked_and_rescued(db, start_runner):
 def test_runner_waits_for_the_module_update_of_an_outdated_database(db, start_runner):
     with db, db.cursor() as cr:
         cr.execute(
-            "COMMENT ON FUNCTION queue_job_claim(integer, varchar[], integer[])"
-            " IS 'queue_job schema 1'"
+            f"COMMENT ON FUNCTION {schema.CLAIM_FUNCTION} IS 'queue_job schema 1'"
         )
     try:
         runner = start_runner("root:1")
