@@ -242,7 +242,7 @@ _STATEMENTS = (
         -- The liveness lock, taken before the claim commits.
         PERFORM pg_advisory_lock(lock_namespace, claimed.id);
         IF 0 < ANY(throttles) THEN
-            INSERT INTO queue_job_throttle AS t (channel, last_start)
+            INSERT INTO queue_job_throttle (channel, last_start)
             SELECT c.name, claimed.date_started
               FROM unnest(channel_names, throttles) AS c(name, throttle)
              WHERE c.throttle > 0 AND {_under("claimed.channel", "c.name")}
