@@ -24,6 +24,7 @@ import logging
 
 from .. import transitions
 from ..schema import CLAIM_LOCK_KEY, NOW_UTC, RUNNING_SQL, RUNNING_STATES
+from .channels import ROOT
 
 _logger = logging.getLogger(__name__)
 
@@ -76,13 +77,12 @@ def claim_job(cr, channels):
     if row is None:
         return None
     job = dict(zip([column.name for column in cr.description], row, strict=True))
-    if _logger.isEnabledFor(logging.DEBUG) and job["channel"] not in channels.channels:
-        # As OCA's runner says it of a channel it falls back from.
-        _logger.debug(
-            "%s has no specific configuration: using %s",
-            job["channel"],
-            channels.lineage(job["channel"])[0],
-        )
+    if _logger.isEnabledFor(logging.DEBUG):
+        # As OCA's runner says it of a channel that falls back on an ancestor
+        # other than root.
+        fallback = channels.lineage(job["channel"])[0]
+        if fallback not in (job["channel"], ROOT):
+            _logger.debug("%s has no specific configuration: using %s", job["channel"], fallback)
     return job
 
 

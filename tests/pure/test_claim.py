@@ -675,8 +675,9 @@ def test_claim_of_a_job_in_an_unconfigured_channel_says_what_it_falls_back_on(co
     channels = Channels.parse("root:4,root.mail:2")
     insert(conn, channel="root.mail.bulk")
     insert(conn, channel="root.mail")
+    insert(conn, channel="root.other")  # falls back on root: OCA says nothing
     with caplog.at_level(logging.DEBUG, logger="queue_job.jobrunner.claim"):
-        assert claim(conn, channels) and claim(conn, channels)
+        assert claim(conn, channels) and claim(conn, channels) and claim(conn, channels)
     assert [record.getMessage() for record in caplog.records] == [
         "root.mail.bulk has no specific configuration: using root.mail"
     ]
