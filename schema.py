@@ -44,11 +44,13 @@ WAITING_SQL = _sql_list(WAITING_STATES)
 RUNNING_SQL = _sql_list(RUNNING_STATES)
 
 def _under(job_channel, channel):
-    """SQL: the job channel ``job_channel`` is ``channel`` or under it (root: any)."""
-    return (
-        f"({channel} = 'root' OR {job_channel} = {channel}"
-        f" OR starts_with({job_channel}, {channel} || '.'))"
-    )
+    """SQL: the job channel ``job_channel`` is ``channel`` or under it.
+
+    No term tests ``channel`` alone (such as ``channel = 'root'``): the
+    planner would take the scan's exclusions for nearly total and sort every
+    pending job instead of reading the first ones in index order.
+    """
+    return f"({job_channel} = {channel} OR starts_with({job_channel}, {channel} || '.'))"
 
 
 #: Second key of the claim lock, under the runners' lock namespace
@@ -187,7 +189,8 @@ _STATEMENTS = (
                AS c(name, capacity, sequential, throttle)
          WHERE (c.capacity IS NOT NULL AND c.capacity <= (
                 SELECT count(*) FROM queue_job r
-                 WHERE r.state IN {RUNNING_SQL} AND {_under("r.channel", "c.name")}))
+                 WHERE r.state IN {RUNNING_SQL}
+                   AND (c.name = 'root' OR {_under("r.channel", "c.name")})))
             OR (c.throttle > 0 AND EXISTS (
                 SELECT 1 FROM queue_job_throttle t
                  WHERE t.channel = c.name
@@ -245,7 +248,7 @@ _STATEMENTS = (
             INSERT INTO queue_job_throttle (channel, last_start)
             SELECT c.name, claimed.date_started
               FROM unnest(channel_names, throttles) AS c(name, throttle)
-             WHERE c.throttle > 0 AND {_under("claimed.channel", "c.name")}
+             WHERE c.throttle > 0 AND (c.name = 'root' OR {_under("claimed.channel", "c.name")})
                 ON CONFLICT (channel) DO UPDATE SET last_start = EXCLUDED.last_start;
             IF FOUND THEN
                 -- Have the runners read when the throttle ends (claim.py).
