@@ -279,6 +279,36 @@ def test_full_channel_excludes_by_dotted_prefix_only(conn):
     assert claim(conn, channels) is None
 
 
+# Scans of the session not yet reported, this transaction's included.
+SEQ_SCANS = "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'queue_job'"
+
+
+@pytest.mark.parametrize(
+    "setting", ["root:4,root.a:2", "root:4,root.a:1:sequential,root.b:1:throttle=1"]
+)
+def test_claim_reads_the_first_pending_jobs_in_index_order(conn, setting):
+    """Not every pending job: a plan that sorts them costs a claim O(backlog)."""
+    with conn, conn.cursor() as cr:
+        cr.execute(
+            """INSERT INTO queue_job (uuid, state, channel, priority, retry, max_retries,
+                                      date_created)
+               SELECT md5(g::text), 'pending', CASE WHEN g % 2 = 0 THEN 'root.a' ELSE 'root' END,
+                      10, 0, 5, now() AT TIME ZONE 'UTC'
+                 FROM generate_series(1, 3000) AS g"""
+        )
+        cr.execute("ANALYZE queue_job")
+    channels = Channels.parse(setting)
+    for _ in range(8):  # PL/pgSQL plans are custom, then generic from the 6th call
+        with conn, conn.cursor() as cr:
+            cr.execute(SEQ_SCANS)
+            [before] = cr.fetchone()
+            job_id = claim_job(cr, channels)["id"]
+            cr.execute(SEQ_SCANS)
+            assert cr.fetchone() == (before,)
+            transitions.mark_done(cr, [job_id], ("started",))
+        release_job(conn.cursor(), job_id)
+
+
 def test_enqueued_jobs_take_slots(conn):
     insert(conn, state="enqueued")
     insert(conn)
