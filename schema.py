@@ -19,9 +19,13 @@ NOW_UTC = "(clock_timestamp() AT TIME ZONE 'UTC')"
 
 #: The version of the objects below, bumped whenever they change: a runner
 #: serves a database only once its module is updated to this version.
-VERSION = 2
+VERSION = 3
 
-_CLAIM_FUNCTION = "queue_job_claim(integer, varchar[], integer[])"
+CLAIM_FUNCTION = "queue_job_claim(integer, varchar[], integer[], boolean[], integer[])"
+_CLAIM_FUNCTION_NAMED = (
+    "queue_job_claim(lock_namespace integer, channel_names varchar[], capacities integer[],"
+    " sequential boolean[], throttles integer[])"
+)
 
 #: States in which a job waits for a runner (the identity key is unique among them).
 WAITING_STATES = ("wait_dependencies", "pending", "enqueued")
@@ -38,6 +42,16 @@ def _sql_list(values):
 #: statements that should use them spell their predicates alike.
 WAITING_SQL = _sql_list(WAITING_STATES)
 RUNNING_SQL = _sql_list(RUNNING_STATES)
+
+def _under(job_channel, channel):
+    """SQL: the job channel ``job_channel`` is ``channel`` or under it.
+
+    No term tests ``channel`` alone (such as ``channel = 'root'``): the
+    planner would take the scan's exclusions for nearly total and sort every
+    pending job instead of reading the first ones in index order.
+    """
+    return f"({job_channel} = {channel} OR starts_with({job_channel}, {channel} || '.'))"
+
 
 #: Second key of the claim lock, under the runners' lock namespace
 #: (``jobrunner/claim.py``); job ids, the keys of liveness locks, start at 1.
@@ -66,6 +80,16 @@ _STATEMENTS = (
     CREATE INDEX IF NOT EXISTS queue_job_running_idx
         ON queue_job (channel) WHERE state IN {RUNNING_SQL}
     """,
+    # The first pending job of a sequential channel.
+    """
+    CREATE INDEX IF NOT EXISTS queue_job_pending_channel_idx
+        ON queue_job (channel, priority, date_created, id) WHERE state = 'pending'
+    """,
+    # A sequential channel waits while it has a failed job.
+    """
+    CREATE INDEX IF NOT EXISTS queue_job_failed_channel_idx
+        ON queue_job (channel) WHERE state = 'failed'
+    """,
     # ETA wake-ups: the next future eta among pending jobs.
     """
     CREATE INDEX IF NOT EXISTS queue_job_eta_idx
@@ -80,10 +104,11 @@ _STATEMENTS = (
           AND state IN {WAITING_SQL}
     """,
     # Statement-level: a 10,000-row insert sends one notification, not
-    # 10,000. Runners only need waking when a job may have become runnable
-    # (it is pending after the statement) or a slot may have been freed (a
-    # job was running before it): a claim (pending -> started) and a release
-    # that leaves its dependents waiting wake nobody. The payload ``eta`` says that a
+    # 10,000. Runners only need waking when a job may have become runnable:
+    # it is pending after the statement, a slot may have been freed (a job
+    # was running before it), or a sequential channel may go on (a job was
+    # failed before it). A claim (pending -> started) and a release that
+    # leaves its dependents waiting wake nobody. The payload ``eta`` says that a
     # pending job waits for a future eta, so that runners read the next eta
     # again; without it they need not.
     f"""
@@ -96,7 +121,8 @@ _STATEMENTS = (
           INTO runnable, eta_ahead
           FROM new_rows WHERE state = 'pending';
         IF NOT runnable AND TG_OP = 'UPDATE' THEN
-            runnable := EXISTS (SELECT 1 FROM old_rows WHERE state IN {RUNNING_SQL});
+            runnable := EXISTS (SELECT 1 FROM old_rows
+                                 WHERE state IN {RUNNING_SQL} OR state = 'failed');
         END IF;
         IF runnable THEN
             PERFORM pg_notify('{NOTIFY_CHANNEL}', CASE WHEN eta_ahead THEN '{ETA_PAYLOAD}' ELSE '' END);
@@ -119,17 +145,33 @@ _STATEMENTS = (
         AFTER UPDATE ON queue_job REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
         FOR EACH STATEMENT EXECUTE FUNCTION queue_job_notify()
     """,
+    # When each throttled channel (``root.a:2:throttle=3``) last started a
+    # job: the claim writes it, under the claim lock, for the throttled
+    # channels a job goes through, and waits ``throttle`` seconds from it.
+    """
+    CREATE TABLE IF NOT EXISTS queue_job_throttle (
+        channel varchar PRIMARY KEY,
+        last_start timestamp NOT NULL
+    )
+    """,
+    # Signatures of earlier versions: CREATE OR REPLACE would add an overload.
+    "DROP FUNCTION IF EXISTS queue_job_claim(integer, varchar[], integer[])",
     # The claim of a runner (see jobrunner/claim.py, which calls it): one
     # round trip, and plans that PL/pgSQL prepares once per connection.
     # VOLATILE, so that in READ COMMITTED each statement takes a snapshot of
     # its own: the statements after the claim lock see every claim committed
-    # while this one waited for it.
+    # while this one waited for it. The channels are those of
+    # jobrunner/channels.py, as arrays: a capacity NULL for no limit (0 for a
+    # paused channel), a throttle 0 for none.
     f"""
-    CREATE OR REPLACE FUNCTION queue_job_claim(
-        lock_namespace integer, channel_names varchar[], capacities integer[]
-    ) RETURNS SETOF queue_job AS $$
+    CREATE OR REPLACE FUNCTION {_CLAIM_FUNCTION_NAMED} RETURNS SETOF queue_job AS $$
     DECLARE
-        full_channels varchar[];
+        now_utc timestamp;
+        blocked varchar[];
+        first_channels varchar[] := '{{}}';
+        first_priorities integer[];
+        first_dates timestamp[];
+        first_ids integer[];
         claimed queue_job;
     BEGIN
         IF current_setting('transaction_isolation') <> 'read committed' THEN
@@ -137,19 +179,43 @@ _STATEMENTS = (
                 current_setting('transaction_isolation');
         END IF;
         PERFORM pg_advisory_xact_lock(lock_namespace, {CLAIM_LOCK_KEY});
-        -- A job counts against its channel and every configured ancestor
-        -- (root included), as jobrunner/channels.py describes.
-        SELECT array_agg(c.name) INTO full_channels
-          FROM unnest(channel_names, capacities) AS c(name, capacity)
-         WHERE c.capacity <= (
-               SELECT count(*) FROM queue_job r
-                WHERE r.state IN {RUNNING_SQL}
-                  AND (c.name = 'root' OR r.channel = c.name
-                       OR starts_with(r.channel, c.name || '.')));
-        IF 'root' = ANY(full_channels) THEN
+        now_utc := {NOW_UTC};
+        -- Channels that start no job now, nor any under them: full (a job
+        -- counts against its channel and every configured ancestor, root
+        -- included, as jobrunner/channels.py describes), throttled, or
+        -- sequential with a failed job of its own.
+        SELECT COALESCE(array_agg(c.name), '{{}}') INTO blocked
+          FROM unnest(channel_names, capacities, sequential, throttles)
+               AS c(name, capacity, sequential, throttle)
+         WHERE (c.capacity IS NOT NULL AND c.capacity <= (
+                SELECT count(*) FROM queue_job r
+                 WHERE r.state IN {RUNNING_SQL}
+                   AND (c.name = 'root' OR {_under("r.channel", "c.name")})))
+            OR (c.throttle > 0 AND EXISTS (
+                SELECT 1 FROM queue_job_throttle t
+                 WHERE t.channel = c.name
+                   AND t.last_start > now_utc - make_interval(secs => c.throttle)))
+            OR (c.sequential AND EXISTS (
+                SELECT 1 FROM queue_job f WHERE f.state = 'failed' AND f.channel = c.name));
+        IF 'root' = ANY(blocked) THEN
             RETURN;
         END IF;
-        -- Full channels are excluded in the scan itself, with everything
+        -- A sequential channel starts no job that sorts after its first
+        -- pending job of its own, be that one waiting for its eta or locked
+        -- by a transaction (its capacity of 1 does the rest).
+        IF true = ANY(sequential) THEN
+            SELECT COALESCE(array_agg(s.name), '{{}}'), array_agg(h.priority),
+                   array_agg(h.date_created), array_agg(h.id)
+              INTO first_channels, first_priorities, first_dates, first_ids
+              FROM unnest(channel_names, sequential) AS s(name, sequential)
+              CROSS JOIN LATERAL (
+                   SELECT h.priority, h.date_created, h.id FROM queue_job h
+                    WHERE h.state = 'pending' AND h.channel = s.name
+                    ORDER BY h.priority, h.date_created, h.id
+                    LIMIT 1) AS h
+             WHERE s.sequential AND s.name <> ALL(blocked);
+        END IF;
+        -- Blocked channels are excluded in the scan itself, with everything
         -- under them: a full channel's backlog ahead in the order cannot
         -- hide the jobs of other channels. SKIP LOCKED passes over a job that
         -- a user's transaction holds instead of waiting for it.
@@ -158,23 +224,42 @@ _STATEMENTS = (
                date_started = {NOW_UTC}, retry = j.retry + 1
          WHERE j.id = (
                SELECT c.id FROM queue_job c
-                WHERE c.state = 'pending' AND (c.eta IS NULL OR c.eta <= {NOW_UTC})
+                WHERE c.state = 'pending' AND (c.eta IS NULL OR c.eta <= now_utc)
                   AND NOT EXISTS (
-                      SELECT 1 FROM unnest(full_channels) AS f(name)
-                       WHERE c.channel = f.name OR starts_with(c.channel, f.name || '.'))
+                      SELECT 1 FROM unnest(blocked) AS f(name)
+                       WHERE {_under("c.channel", "f.name")})
+                  AND NOT EXISTS (
+                      SELECT 1
+                        FROM unnest(first_channels, first_priorities, first_dates, first_ids)
+                             AS s(name, priority, date_created, id)
+                       WHERE {_under("c.channel", "s.name")}
+                         AND (c.priority, c.date_created, c.id)
+                             > (s.priority, s.date_created, s.id))
                 ORDER BY c.priority, c.date_created, c.id
                 LIMIT 1
                   FOR NO KEY UPDATE SKIP LOCKED)
      RETURNING j.* INTO claimed;
-        IF FOUND THEN
-            -- The liveness lock, taken before the claim commits.
-            PERFORM pg_advisory_lock(lock_namespace, claimed.id);
-            RETURN NEXT claimed;
+        IF NOT FOUND THEN
+            RETURN;
         END IF;
+        -- The liveness lock, taken before the claim commits.
+        PERFORM pg_advisory_lock(lock_namespace, claimed.id);
+        IF 0 < ANY(throttles) THEN
+            INSERT INTO queue_job_throttle (channel, last_start)
+            SELECT c.name, claimed.date_started
+              FROM unnest(channel_names, throttles) AS c(name, throttle)
+             WHERE c.throttle > 0 AND (c.name = 'root' OR {_under("claimed.channel", "c.name")})
+                ON CONFLICT (channel) DO UPDATE SET last_start = EXCLUDED.last_start;
+            IF FOUND THEN
+                -- Have the runners read when the throttle ends (claim.py).
+                PERFORM pg_notify('{NOTIFY_CHANNEL}', '{ETA_PAYLOAD}');
+            END IF;
+        END IF;
+        RETURN NEXT claimed;
     END;
     $$ LANGUAGE plpgsql VOLATILE
     """,
-    f"COMMENT ON FUNCTION {_CLAIM_FUNCTION} IS 'queue_job schema {VERSION}'",
+    f"COMMENT ON FUNCTION {CLAIM_FUNCTION} IS 'queue_job schema {VERSION}'",
 )
 
 
@@ -187,16 +272,17 @@ def ensure(cr):
 def is_current(cr):
     """Whether the database has the objects of this version (see :data:`VERSION`)."""
     cr.execute(
-        "SELECT obj_description(to_regprocedure(%s), 'pg_proc')", (_CLAIM_FUNCTION,)
+        "SELECT obj_description(to_regprocedure(%s), 'pg_proc')", (CLAIM_FUNCTION,)
     )
     return cr.fetchone()[0] == f"queue_job schema {VERSION}"
 
 
 def drop(cr):
-    """Drop the functions above; indexes and triggers go with their tables.
+    """Drop the functions and the table above; indexes and triggers go with their tables.
 
     The uninstall hook: dropping the ``queue_job`` table drops
     ``queue_job_claim`` (it returns its rows) but not ``queue_job_notify``.
     """
     cr.execute("DROP FUNCTION IF EXISTS queue_job_notify() CASCADE")
-    cr.execute(f"DROP FUNCTION IF EXISTS {_CLAIM_FUNCTION}")
+    cr.execute(f"DROP FUNCTION IF EXISTS {CLAIM_FUNCTION}")
+    cr.execute("DROP TABLE IF EXISTS queue_job_throttle")

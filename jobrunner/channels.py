@@ -1,122 +1,226 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
-"""Channel capacities: the ``channels`` setting, and which capacities a job counts against.
+"""Channel configuration: the ``channels`` setting, and the channels a job goes through.
 
 The setting uses OCA queue_job's syntax: comma- or newline-separated
-``name:capacity`` entries, the capacity defaulting to 1, blank entries
-ignored. Every name is ``root`` or under it; ``root`` is 1 when not given.
+``name:capacity:option...`` entries, blank entries ignored. The capacity
+defaults to 1, and 0 means no limit of its own; ``root`` may be left out of
+a name (``mail`` is ``root.mail``); ``root`` is 1 when not given.
 
->>> channels = Channels.parse("root:4, root.mail:1")
+>>> channels = Channels.parse("root:4, mail:1, root.export:0, root.sync:1:sequential")
+>>> print(channels)
+root:4, root.mail:1, root.export:0, root.sync:1:sequential
 >>> channels.capacities
-{'root': 4, 'root.mail': 1}
->>> Channels.parse('''
-...     root : 2
-...     root.sub
-... ''').capacities
-{'root': 2, 'root.sub': 1}
+{'root': 4, 'root.mail': 1, 'root.sync': 1}
 
-A job's channel maps to its longest configured prefix, anything else to root:
+The options are OCA's:
 
->>> channels.channel_of("root.mail.bulk"), channels.channel_of("root.mailbox")
-('root.mail', 'root')
->>> channels.channel_of("mail"), channels.channel_of(None)
+* ``sequential``: the channel (capacity 1) runs its jobs one at a time in
+  order, and waits while one of its own jobs is failed (until it is done,
+  requeued or cancelled) or while its first job waits for its eta;
+* ``throttle=N``: at most one job of the channel starts every N seconds
+  (``throttle`` alone is 1 second);
+* ``paused``: the channel starts no job.
+
+>>> Channels.parse("root:2,root.a:2:throttle=3:paused").channels["root.a"]
+Channel(name='root.a', capacity=2, sequential=False, throttle=3, paused=True)
+
+A job goes through its channel's nearest configured ancestor (or the channel
+itself) and every configured channel above it, up to root: it may start only
+when none of them is full, paused, throttled or waiting (the claim,
+``queue_job_claim`` in ``schema.py``, checks so in SQL). Job channels are
+complete names (``root.mail``), as the channel records have them:
+
+>>> channels.lineage("root.mail.bulk"), channels.lineage("root.mailbox")
+(['root.mail', 'root'], ['root'])
+>>> channels.channel_of("root.export.csv"), channels.channel_of(None)
 ('root', 'root')
 
-A job counts against its channel and every configured ancestor, so it may
-start only when none of them is full (the claim, ``queue_job_claim`` in
-``schema.py``, counts so in SQL):
-
->>> channels.lineage("root.mail.bulk")
-['root.mail', 'root']
-
-Settings that would silently mean something else are refused, in one line:
+Settings that would silently mean something else, or that OCA refuses, are
+refused, in one line:
 
 >>> def check(text):
 ...     try:
 ...         Channels.parse(text)
 ...     except ChannelsConfigError as exc:
 ...         print(exc)
->>> check("root:4,root.sub:2:throttle=1")
-channel 'root.sub': unknown option 'throttle=1' (the only option is the capacity)
->>> check("root:4,root.sub:0")
-channel 'root.sub': capacity must be a positive integer, not '0'
->>> check("root:2,mail:1")
-channel 'mail' is not under root (write 'root.mail')
+>>> check("root:4,root.sub:2:sequential")
+channel 'root.sub': a sequential channel must have a capacity of 1, not 2
+>>> check("root:4,root.sub:-1")
+channel 'root.sub': capacity must be a positive integer, or 0 for no limit, not '-1'
+>>> check("root:4,root.sub:1:throttle=1.5")
+channel 'root.sub': throttle must be a whole number of seconds, not '1.5'
 """
 
+import dataclasses
+import logging
 import os
-import re
 
 from . import settings
+
+_logger = logging.getLogger(__name__)
 
 ROOT = "root"
 DEFAULT = "root:1"
 
-_NAME = re.compile(r"[\w-]+(\.[\w-]+)*")
-_CAPACITY = re.compile(r"[0-9]+")
+#: Values of a flag option that mean yes. OCA reads any other non-empty
+#: value as yes too (``sequential=false`` is sequential): those are refused.
+_YES = ("1", "true", "yes", "on")
+_FLAGS = ("sequential", "paused")
 
 
 class ChannelsConfigError(ValueError):
     """The channels setting cannot be used as written; the message is one line."""
 
 
-class Channels:
-    """Capacities by channel name, ``root`` included."""
+@dataclasses.dataclass(frozen=True)
+class Channel:
+    """One configured channel."""
 
-    def __init__(self, capacities):
-        self.capacities = capacities
+    name: str
+    #: Jobs of the channel and of the channels under it that may run at
+    #: once; None: no limit of its own.
+    capacity: int | None
+    sequential: bool = False
+    #: Seconds between two starts of its jobs (0: no throttle).
+    throttle: int = 0
+    paused: bool = False
+
+    def __str__(self):
+        options = [name for name in _FLAGS if getattr(self, name)]
+        if self.throttle:
+            options.append(f"throttle={self.throttle}")
+        return ":".join([self.name, str(self.capacity or 0), *options])
+
+
+class Channels:
+    """The configured channels by name, ``root`` included."""
+
+    def __init__(self, channels):
+        self.channels = channels
+
+    def __str__(self):
+        return ", ".join(str(channel) for channel in self.channels.values())
 
     @classmethod
     def parse(cls, text):
-        """Parse a setting such as ``root:4,root.mail:1``; raise ChannelsConfigError."""
-        capacities = {}
+        """Parse a setting such as ``root:4,root.mail:1:sequential``; raise ChannelsConfigError."""
+        channels = {ROOT: Channel(ROOT, 1)}
+        configured = set()
         for entry in text.replace("\n", ",").split(","):
-            if not entry.strip():
-                continue
-            name, *options = (part.strip() for part in entry.split(":"))
-            _check_name(name)
-            if name in capacities:
-                raise ChannelsConfigError(f"channel {name!r} is configured twice")
-            capacity, *unknown = options or ["1"]
-            if unknown:
-                raise ChannelsConfigError(
-                    f"channel {name!r}: unknown option {unknown[0]!r} "
-                    "(the only option is the capacity)"
-                )
-            capacities[name] = _parse_capacity(name, capacity)
-        capacities.setdefault(ROOT, 1)
-        return cls(capacities)
+            if entry.strip():
+                channel = _parse_entry(entry)
+                if channel.name in configured:
+                    _logger.warning(
+                        "queue_job channels: %r is configured twice: its last entry applies",
+                        channel.name,
+                    )
+                configured.add(channel.name)
+                channels[channel.name] = channel
+        return cls(channels)
+
+    @property
+    def capacities(self):
+        """{name: capacity} of the channels that have a capacity of their own."""
+        return {
+            name: channel.capacity
+            for name, channel in self.channels.items()
+            if channel.capacity is not None
+        }
 
     @property
     def root_capacity(self):
-        return self.capacities[ROOT]
+        return self.channels[ROOT].capacity
 
     def lineage(self, job_channel):
-        """Configured channels a job of ``job_channel`` counts against, its own first, root last."""
+        """Configured channels a job of ``job_channel`` goes through, its own first, root last."""
         parts = (job_channel or "").split(".")
         prefixes = (".".join(parts[:end]) for end in range(len(parts), 1, -1))
-        return [name for name in prefixes if name in self.capacities] + [ROOT]
+        return [name for name in prefixes if name in self.channels] + [ROOT]
 
     def channel_of(self, job_channel):
-        """The configured channel of a job whose ``channel`` field is ``job_channel``."""
-        return self.lineage(job_channel)[0]
+        """The nearest configured channel whose capacity a job of ``job_channel`` uses."""
+        capacities = self.capacities
+        return next(name for name in self.lineage(job_channel) if name in capacities)
 
 
-def _check_name(name):
+def _parse_entry(entry):
+    name, *items = (item.strip() for item in entry.split(":"))
     if not name:
         raise ChannelsConfigError("a channel entry has no name")
-    if not _NAME.fullmatch(name):
-        raise ChannelsConfigError(f"invalid channel name {name!r}")
     if name != ROOT and not name.startswith(ROOT + "."):
-        raise ChannelsConfigError(f"channel {name!r} is not under root (write 'root.{name}')")
+        name = f"{ROOT}.{name}"
+    capacity = _parse_capacity(name, items[0]) if items else 1
+    options = {}
+    for item in items[1:]:
+        key, equals, value = (part.strip() for part in item.partition("="))
+        if "=" in value:
+            raise ChannelsConfigError(f"channel {name!r}: invalid option {item!r}")
+        if key in options or key in ("name", "capacity"):
+            raise ChannelsConfigError(f"channel {name!r}: option {key!r} is given twice")
+        options[key] = value if equals else None
+    channel = Channel(
+        name,
+        capacity,
+        sequential=_parse_flag(name, "sequential", options),
+        throttle=_parse_throttle(name, options),
+        paused=_parse_flag(name, "paused", options),
+    )
+    for key in options.keys() - {"sequential", "throttle", "paused", ""}:
+        _logger.warning(
+            "queue_job channels: channel %r: unknown option %r ignored, as OCA does", name, key
+        )
+    if channel.sequential and capacity != 1:
+        raise ChannelsConfigError(
+            f"channel {name!r}: a sequential channel must have a capacity of 1, not {capacity or 0}"
+        )
+    return channel
 
 
 def _parse_capacity(name, text):
-    if not _CAPACITY.fullmatch(text) or int(text) < 1:
+    try:
+        capacity = int(text)
+    except ValueError:
+        capacity = -1
+    if capacity < 0 or (capacity == 0 and name == ROOT):
         raise ChannelsConfigError(
-            f"channel {name!r}: capacity must be a positive integer, not {text!r}"
-            + (" (to run no jobs, do not load queue_job server-wide)" if name == ROOT else "")
+            f"channel {name!r}: capacity must be a positive integer"
+            + (
+                ", the number of jobs a runner runs at once"
+                if name == ROOT
+                else ", or 0 for no limit"
+            )
+            + f", not {text!r}"
         )
-    return int(text)
+    return capacity or None
+
+
+def _parse_flag(name, key, options):
+    if key not in options:
+        return False
+    value = options[key]
+    if value is not None and value.lower() not in _YES:
+        raise ChannelsConfigError(
+            f"channel {name!r}: '{key}={value}' is ambiguous (OCA's runner reads any value"
+            f" but an empty one as yes): write ':{key}' or leave it out"
+        )
+    return True
+
+
+def _parse_throttle(name, options):
+    if "throttle" not in options:
+        return 0
+    value = options["throttle"]
+    if value is None:  # the bare option, as OCA reads it
+        return 1
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = -1
+    if seconds < 0:
+        raise ChannelsConfigError(
+            f"channel {name!r}: throttle must be a whole number of seconds, not {value!r}"
+        )
+    return seconds
 
 
 def configured_channels(config_file=None, environ=os.environ):

@@ -20,8 +20,13 @@ leaves the transaction open: the caller commits. The claim and the rescue
 start their transaction in READ COMMITTED (see ``transitions.read_committed``).
 """
 
+import logging
+
 from .. import transitions
 from ..schema import CLAIM_LOCK_KEY, NOW_UTC, RUNNING_SQL, RUNNING_STATES
+from .channels import ROOT
+
+_logger = logging.getLogger(__name__)
 
 #: First key of every advisory lock of the runners: an arbitrary int4 that
 #: nothing else on the database may use as the first of two keys.
@@ -45,26 +50,40 @@ def _lock_claims(cr):
 def claim_job(cr, channels):
     """Start the next runnable job and take its liveness lock on ``cr``'s connection.
 
-    Runnable: pending, eta reached, and neither its channel nor any ancestor
-    full (see :class:`~.channels.Channels`). Jobs go by priority, then age.
-    The retry count is a count of tries: the claim increments it. Return the
-    claimed job's row as a dict (column: value), or None when nothing is
-    runnable.
+    Runnable: pending, eta reached, and no channel it goes through full,
+    paused, throttled or waiting (see :mod:`~.channels`). Jobs go by
+    priority, then age. The retry count is a count of tries: the claim
+    increments it. Return the claimed job's row as a dict (column: value),
+    or None when nothing is runnable.
 
     The claim is the database function ``queue_job_claim`` (``schema.py``):
     one round trip under the claim lock. On an autocommit
     connection (the runner's) it is a transaction of its own, which needs the
     session's default isolation to be READ COMMITTED.
     """
+    configured = list(channels.channels.values())
     transitions.read_committed(cr)
     cr.execute(
-        "SELECT * FROM queue_job_claim(%s, %s, %s)",
-        (LOCK_NAMESPACE, list(channels.capacities), list(channels.capacities.values())),
+        "SELECT * FROM queue_job_claim(%s, %s, %s, %s, %s)",
+        (
+            LOCK_NAMESPACE,
+            [channel.name for channel in configured],
+            [0 if channel.paused else channel.capacity for channel in configured],
+            [channel.sequential for channel in configured],
+            [channel.throttle for channel in configured],
+        ),
     )
     row = cr.fetchone()
     if row is None:
         return None
-    return dict(zip([column.name for column in cr.description], row, strict=True))
+    job = dict(zip([column.name for column in cr.description], row, strict=True))
+    if _logger.isEnabledFor(logging.DEBUG):
+        # As OCA's runner says it of a channel that falls back on an ancestor
+        # other than root.
+        fallback = channels.lineage(job["channel"])[0]
+        if fallback not in (job["channel"], ROOT):
+            _logger.debug("%s has no specific configuration: using %s", job["channel"], fallback)
+    return job
 
 
 def hold_job(cr, job_id):
@@ -152,13 +171,27 @@ def rescue_orphans(cr):
     return requeued, failed
 
 
-def seconds_until_next_eta(cr):
-    """Seconds (database clock) until the earliest future eta of a pending job, or None."""
+def seconds_until_next_eta(cr, channels):
+    """Seconds (database clock) until the next time a job may become runnable, or None.
+
+    That is the earliest future eta of a pending job, or the end of a
+    throttle delay of one of ``channels`` (:class:`~.channels.Channels`).
+    """
+    throttled = [channel for channel in channels.channels.values() if channel.throttle]
     cr.execute(
         f"""
-        SELECT EXTRACT(EPOCH FROM min(eta) - {NOW_UTC})
-          FROM queue_job WHERE state = 'pending' AND eta > {NOW_UTC}
-        """
+        SELECT EXTRACT(EPOCH FROM min(at) - {NOW_UTC}) FROM (
+            SELECT min(eta) AS at FROM queue_job
+             WHERE state = 'pending' AND eta > {NOW_UTC}
+             UNION ALL
+            SELECT t.last_start + make_interval(secs => c.throttle)
+              FROM queue_job_throttle t
+              JOIN unnest(%s::varchar[], %s::integer[]) AS c(name, throttle)
+                ON c.name = t.channel
+             WHERE t.last_start + make_interval(secs => c.throttle) > {NOW_UTC}
+        ) AS next
+        """,
+        ([channel.name for channel in throttled], [channel.throttle for channel in throttled]),
     )
     seconds = cr.fetchone()[0]
     return None if seconds is None else float(seconds)

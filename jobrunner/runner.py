@@ -5,7 +5,8 @@ For each database it serves, a runner keeps
 
 * one connection that listens on ``queue_job`` (the ``queue_job_notify``
   trigger notifies it when a job may have become runnable), on which it also
-  rescues orphans (``claim.py``) and reads the next eta;
+  rescues orphans (``claim.py``) and reads the next eta (or end of a
+  throttle delay);
 * as many executor threads as root's capacity. Once woken, an executor
   claims a job, runs it, releases it, and claims again until nothing is
   claimable; then it sleeps. Each executor keeps its connection (the
@@ -302,8 +303,9 @@ class _Database:
             if readable:
                 self._connection.poll()
             notifies = self._connection.notifies
-            # The next eta is read again when it is reached, when a job with
-            # a future eta was notified, and after each rescue.
+            # The next eta (or end of a throttle delay) is read again when it
+            # is reached, when a job with a future eta was notified (or a
+            # throttled channel started a job), and after each rescue.
             eta_changed = now >= self._eta_at or any(n.payload == ETA_PAYLOAD for n in notifies)
             due = bool(notifies) or now >= min(self._rescue_at, self._eta_at)
             notifies.clear()
@@ -378,7 +380,7 @@ class _Database:
 
     def _next_eta(self, now):
         with self._connection.cursor() as cr:
-            seconds = claim.seconds_until_next_eta(cr)
+            seconds = claim.seconds_until_next_eta(cr, self.channels)
         self._connection.commit()
         return math.inf if seconds is None else now + seconds
 
@@ -485,7 +487,7 @@ class Runner:
         for name in names:
             if name not in self._databases:
                 _logger.info(
-                    "serving database %s with channels %s", name, self._channels.capacities
+                    "serving database %s with channels %s", name, self._channels
                 )
                 self._databases[name] = _Database(name, self._binding, self._channels)
         for name in set(self._databases) - set(names):

@@ -107,5 +107,5 @@ def conn(connect):
     """A connection on an emptied queue_job table."""
     conn = connect()
     with conn, conn.cursor() as cr:
-        cr.execute("TRUNCATE queue_job, queue_job_dependency RESTART IDENTITY")
+        cr.execute("TRUNCATE queue_job, queue_job_dependency, queue_job_throttle RESTART IDENTITY")
     return conn

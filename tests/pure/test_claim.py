@@ -1,6 +1,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
 """Claims, releases and orphan rescue on a real database, over real concurrent connections."""
 
+import logging
 import select
 import threading
 import time
@@ -278,6 +279,36 @@ def test_full_channel_excludes_by_dotted_prefix_only(conn):
     assert claim(conn, channels) is None
 
 
+# Scans of the session not yet reported, this transaction's included.
+SEQ_SCANS = "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'queue_job'"
+
+
+@pytest.mark.parametrize(
+    "setting", ["root:4,root.a:2", "root:4,root.a:1:sequential,root.b:1:throttle=1"]
+)
+def test_claim_reads_the_first_pending_jobs_in_index_order(conn, setting):
+    """Not every pending job: a plan that sorts them costs a claim O(backlog)."""
+    with conn, conn.cursor() as cr:
+        cr.execute(
+            """INSERT INTO queue_job (uuid, state, channel, priority, retry, max_retries,
+                                      date_created)
+               SELECT md5(g::text), 'pending', CASE WHEN g % 2 = 0 THEN 'root.a' ELSE 'root' END,
+                      10, 0, 5, now() AT TIME ZONE 'UTC'
+                 FROM generate_series(1, 3000) AS g"""
+        )
+        cr.execute("ANALYZE queue_job")
+    channels = Channels.parse(setting)
+    for _ in range(8):  # PL/pgSQL plans are custom, then generic from the 6th call
+        with conn, conn.cursor() as cr:
+            cr.execute(SEQ_SCANS)
+            [before] = cr.fetchone()
+            job_id = claim_job(cr, channels)["id"]
+            cr.execute(SEQ_SCANS)
+            assert cr.fetchone() == (before,)
+            transitions.mark_done(cr, [job_id], ("started",))
+        release_job(conn.cursor(), job_id)
+
+
 def test_enqueued_jobs_take_slots(conn):
     insert(conn, state="enqueued")
     insert(conn)
@@ -471,7 +502,7 @@ def test_rescue_blocks_claims_while_it_decides(connect, conn):
 
 def test_seconds_until_next_eta(conn):
     with conn.cursor() as cr:
-        assert seconds_until_next_eta(cr) is None
+        assert seconds_until_next_eta(cr, ROOT_4) is None
     insert(conn)
     past, soon, later, not_pending = insert(conn, count=4)
     shift(conn, "eta", [past], "-1 minute")
@@ -480,4 +511,203 @@ def test_seconds_until_next_eta(conn):
     shift(conn, "eta", [not_pending], "1 second")
     with conn.cursor() as cr:
         set_state(cr, [not_pending], "wait_dependencies")
-        assert 29 < seconds_until_next_eta(cr) <= 30
+        assert 29 < seconds_until_next_eta(cr, ROOT_4) <= 30
+
+
+def test_seconds_until_next_eta_includes_the_end_of_a_throttle_delay(conn):
+    channels = Channels.parse("root:4,root.t:1:throttle=20,root.u:1:throttle=40")
+    insert(conn, channel="root.t")
+    insert(conn, channel="root.u")
+    assert claim(conn, channels) is not None
+    with conn.cursor() as cr:
+        assert 19 < seconds_until_next_eta(cr, channels) <= 20
+        # A delay ended, and the throttle of a channel this runner does not
+        # throttle, do not count.
+        cr.execute("UPDATE queue_job_throttle SET last_start = last_start - interval '21 s'")
+        assert seconds_until_next_eta(cr, channels) is None
+        cr.execute("UPDATE queue_job_throttle SET last_start = last_start + interval '21 s'")
+        assert seconds_until_next_eta(cr, ROOT_4) is None
+    conn.rollback()
+    [soon] = insert(conn)
+    shift(conn, "eta", [soon], "10 seconds")
+    with conn.cursor() as cr:
+        assert 9 < seconds_until_next_eta(cr, channels) <= 10
+
+
+# -- channel options -----------------------------------------------------------
+
+SEQUENTIAL = Channels.parse("root:4,root.seq:1:sequential")
+
+
+def finish(conn, job_ids, how="done", from_states=("started",)):
+    """End ``job_ids`` as the runner or a button would: done, failed, cancelled, requeued."""
+    with conn, conn.cursor() as cr:
+        if how == "done":
+            transitions.mark_done(cr, job_ids, from_states)
+        elif how == "failed":
+            transitions.mark_failed(cr, job_ids, from_states, exc_name="Boom")
+        elif how == "cancelled":
+            transitions.mark_cancelled(cr, job_ids, from_states)
+        else:
+            transitions.requeue(cr, job_ids, from_states)
+
+
+def test_sequential_channel_runs_one_job_at_a_time_in_order(conn):
+    first, second, third = insert(conn, count=3, channel="root.seq", priority=5)
+    [urgent] = insert(conn, channel="root.seq", priority=1)
+    [other] = insert(conn, channel="root.other", priority=9)
+    assert claim(conn, SEQUENTIAL) == urgent
+    assert claim(conn, SEQUENTIAL) == other
+    assert claim(conn, SEQUENTIAL) is None
+    for job_id in (first, second, third):
+        finish(conn, [urgent if job_id == first else job_id - 1])
+        assert claim(conn, SEQUENTIAL) == job_id
+        assert claim(conn, SEQUENTIAL) is None
+
+
+@pytest.mark.parametrize("resolution", ["done", "requeued", "cancelled"])
+def test_sequential_channel_waits_while_a_job_of_its_own_is_failed(conn, resolution):
+    [failing, waiting] = insert(conn, count=2, channel="root.seq")
+    [other_1, other_2] = insert(conn, count=2, channel="root.other", priority=20)
+    assert claim(conn, SEQUENTIAL) == failing
+    finish(conn, [failing], "failed")
+    assert claim(conn, SEQUENTIAL) == other_1  # root.seq has a free slot, but waits
+    assert claim(conn, SEQUENTIAL) == other_2
+    assert claim(conn, SEQUENTIAL) is None
+    finish(conn, [failing], resolution, from_states=("failed",))
+    assert claim(conn, SEQUENTIAL) == (failing if resolution == "requeued" else waiting)
+
+
+def test_sequential_channel_waits_for_the_eta_of_its_first_job(conn):
+    """OCA's ChannelQueue doctest: a later job does not overtake one waiting for its eta."""
+    first, with_eta, last = insert(conn, count=3, channel="root.seq")
+    shift(conn, "eta", [with_eta], "1 hour")
+    assert claim(conn, SEQUENTIAL) == first
+    finish(conn, [first])
+    assert claim(conn, SEQUENTIAL) is None
+    assert claim(conn, Channels.parse("root:4,root.seq:1")) == last  # not sequential
+    finish(conn, [last], "requeued")
+    shift(conn, "eta", [with_eta], "-1 second")
+    assert claim(conn, SEQUENTIAL) == with_eta
+    finish(conn, [with_eta])
+    assert claim(conn, SEQUENTIAL) == last
+
+
+def test_sequential_channel_waits_for_a_first_job_that_a_transaction_holds(connect, conn):
+    [held, after] = insert(conn, count=2, channel="root.seq")
+    [other] = insert(conn, channel="root.other", priority=20)
+    form = connect()
+    with form.cursor() as cr:
+        cr.execute("SELECT id FROM queue_job WHERE id = %s FOR UPDATE", (held,))
+    assert claim(conn, SEQUENTIAL) == other
+    assert claim(conn, SEQUENTIAL) is None
+    form.rollback()
+    assert claim(conn, SEQUENTIAL) == held
+    finish(conn, [held])
+    assert claim(conn, SEQUENTIAL) == after
+
+
+def test_unconfigured_channel_under_a_sequential_one_falls_back_on_it_as_in_oca(conn):
+    """OCA runs such a job in a channel of its own under the sequential one: it
+    shares its capacity of 1 and its order, but neither its failed jobs nor its
+    etas hold up the sequential channel's own jobs."""
+    [sub_first] = insert(conn, channel="root.seq.sub", priority=1)
+    [own_1, own_2, own_3] = insert(conn, count=3, channel="root.seq", priority=5)
+    [sub_failed, sub_eta] = insert(conn, count=2, channel="root.seq.sub", priority=1)
+    shift(conn, "eta", [sub_eta], "1 hour")
+    with conn, conn.cursor() as cr:
+        set_state(cr, [sub_failed], "failed")
+    assert claim(conn, SEQUENTIAL) == sub_first
+    assert claim(conn, SEQUENTIAL) is None  # capacity 1, shared
+    finish(conn, [sub_first])
+    assert claim(conn, SEQUENTIAL) == own_1
+    finish(conn, [own_1], "failed")
+    assert claim(conn, SEQUENTIAL) is None  # its own failed job holds it up
+    finish(conn, [own_1], "cancelled", from_states=("failed",))
+    assert claim(conn, SEQUENTIAL) == own_2
+    [sub_later] = insert(conn, channel="root.seq.sub", priority=9)
+    finish(conn, [own_2])
+    assert claim(conn, SEQUENTIAL) == own_3
+    finish(conn, [own_3])
+    assert claim(conn, SEQUENTIAL) == sub_later
+
+
+def test_throttled_channel_starts_a_job_every_throttle_seconds(connect, conn):
+    """The last start is shared: another connection (another runner) waits too."""
+    channels = Channels.parse("root:4,root.t:3:throttle=30")
+    [t_1, t_2] = insert(conn, count=2, channel="root.t", priority=1)
+    [t_sub] = insert(conn, channel="root.t.sub", priority=1)
+    [other] = insert(conn, channel="root.other", priority=9)
+    assert claim(conn, channels) == t_1
+    assert claim(connect(), channels) == other  # root.t has free slots, but waits
+    assert claim(connect(), channels) is None  # and so do the channels under it
+    [(last_start,)] = run_sql(conn, "SELECT last_start FROM queue_job_throttle")
+    assert last_start == row(conn, t_1)["date_started"]
+    run_sql(conn, "UPDATE queue_job_throttle SET last_start = last_start - interval '29 s'")
+    assert claim(connect(), channels) is None
+    run_sql(conn, "UPDATE queue_job_throttle SET last_start = last_start - interval '1 s'")
+    assert claim(connect(), channels) == t_2
+    run_sql(conn, "UPDATE queue_job_throttle SET last_start = last_start - interval '30 s'")
+    assert claim(connect(), channels) == t_sub
+    assert run_sql(conn, "SELECT channel FROM queue_job_throttle") == [("root.t",)]
+
+
+def test_throttled_start_has_the_runners_read_the_next_eta(connect, conn):
+    channels = Channels.parse("root:4,root.t:1:throttle=5")
+    insert(conn, channel="root.other")
+    insert(conn, channel="root.t")
+    listener = connect()
+    listener.autocommit = True
+    run_sql(listener, "LISTEN queue_job")
+    assert claim(conn, channels) is not None  # root.other: not throttled
+    time.sleep(0.2)
+    listener.poll()
+    assert listener.notifies == []
+    assert claim(conn, channels) is not None
+    select.select([listener], [], [], 2)
+    listener.poll()
+    assert [notify.payload for notify in listener.notifies] == ["eta"]
+
+
+def test_paused_channel_starts_nothing_under_it(conn):
+    insert(conn, channel="root.p", priority=1)
+    insert(conn, channel="root.p.sub", priority=1)
+    [other] = insert(conn, channel="root.other", priority=9)
+    assert claim(conn, Channels.parse("root:4,root.p:2:paused")) == other
+    assert claim(conn, Channels.parse("root:4,root.p:2:paused")) is None
+    insert(conn)
+    assert claim(conn, Channels.parse("root:4:paused")) is None
+
+
+def test_channel_without_a_limit_of_its_own_counts_against_its_ancestors(conn):
+    channels = Channels.parse("root:2,root.a:1,root.a.b:0")
+    [first, second] = insert(conn, count=2, channel="root.a.b")
+    assert claim(conn, channels) == first
+    assert claim(conn, channels) is None
+    finish(conn, [first])
+    assert claim(conn, channels) == second
+
+
+def test_setting_a_failed_job_done_wakes_the_runners(connect, conn):
+    """It may let a sequential channel go on."""
+    [job_id] = insert(conn, state="failed")
+    listener = connect()
+    listener.autocommit = True
+    run_sql(listener, "LISTEN queue_job")
+    finish(conn, [job_id], "done", from_states=("failed",))
+    select.select([listener], [], [], 2)
+    listener.poll()
+    assert len(listener.notifies) == 1
+
+
+def test_claim_of_a_job_in_an_unconfigured_channel_says_what_it_falls_back_on(conn, caplog):
+    """At debug level, as OCA's runner does."""
+    channels = Channels.parse("root:4,root.mail:2")
+    insert(conn, channel="root.mail.bulk")
+    insert(conn, channel="root.mail")
+    insert(conn, channel="root.other")  # falls back on root: OCA says nothing
+    with caplog.at_level(logging.DEBUG, logger="queue_job.jobrunner.claim"):
+        assert claim(conn, channels) and claim(conn, channels) and claim(conn, channels)
+    assert [record.getMessage() for record in caplog.records] == [
+        "root.mail.bulk has no specific configuration: using root.mail"
+    ]

@@ -15,7 +15,7 @@ from jobs import insert_job
 from psycopg2.extensions import parse_dsn
 from runner_process import APPLICATION_NAME
 
-from queue_job import schema
+from queue_job import schema, transitions
 from queue_job.jobrunner.claim import WORKER_DIED
 from queue_job.jobrunner.runner import RECONNECT_DELAY, RECONNECT_DELAY_MAX, RESCUE_INTERVAL
 
@@ -183,8 +183,7 @@ def test_job_whose_execution_raises_is_unlocked_and_rescued(db, start_runner):
 def test_runner_waits_for_the_module_update_of_an_outdated_database(db, start_runner):
     with db, db.cursor() as cr:
         cr.execute(
-            "COMMENT ON FUNCTION queue_job_claim(integer, varchar[], integer[])"
-            " IS 'queue_job schema 1'"
+            f"COMMENT ON FUNCTION {schema.CLAIM_FUNCTION} IS 'queue_job schema 1'"
         )
     try:
         runner = start_runner("root:1")
@@ -278,12 +277,70 @@ def test_sigterm_lets_the_running_job_finish_and_claims_no_more(db, start_runner
     assert executions(db, waiting) == []
 
 
+def insert_channel_jobs(conn, channel, seconds, count=1):
+    with conn, conn.cursor() as cr:
+        return [insert_job(cr, name=str(seconds), channel=channel) for _ in range(count)]
+
+
+def test_two_runners_run_a_sequential_channel_one_job_at_a_time_in_order(db, start_runner):
+    job_ids = insert_channel_jobs(db, "root.seq", 0.1, count=12)
+    insert_channel_jobs(db, "root.other", 0.1, count=12)
+    runners = [start_runner("root:4,root.seq:1:sequential") for _ in range(2)]
+    wait_until_done(db, job_ids, timeout=20)
+    rows = run_sql(
+        db,
+        "SELECT job_id, pid, started, ended FROM job_execution WHERE job_id = ANY(%s)"
+        " ORDER BY started",
+        (job_ids,),
+    )
+    assert [job_id for job_id, *_ in rows] == job_ids, "in order, each once"
+    for (*_, ended), (_, _, started, _) in zip(rows, rows[1:]):
+        assert ended <= started, "one at a time"
+    for runner in runners:
+        assert "Traceback" not in runner.log_path.read_text()
+
+
+def test_runner_holds_a_sequential_channel_while_its_job_is_failed(db, start_runner):
+    with db, db.cursor() as cr:
+        failed = insert_job(cr, state="failed", channel="root.seq")
+    [waiting] = insert_channel_jobs(db, "root.seq", 0)
+    other = insert_channel_jobs(db, "root.other", 0)
+    start_runner("root:4,root.seq:1:sequential")
+    wait_until_done(db, other, timeout=10)
+    time.sleep(0.5)
+    assert executions(db, waiting) == []
+    with db, db.cursor() as cr:
+        transitions.mark_done(cr, [failed], ("failed",))  # Set Done, say
+    wait_until_done(db, [waiting], timeout=1)
+
+
+def test_two_runners_space_the_starts_of_a_throttled_channel(db, start_runner):
+    job_ids = insert_channel_jobs(db, "root.t", 0, count=4)
+    runners = [start_runner("root:4,root.t:4:throttle=1") for _ in range(2)]
+    wait_until_done(db, job_ids, timeout=15)
+    # The claims' clock: a job's execution may begin a little after its claim.
+    starts = [
+        started
+        for (started,) in run_sql(
+            db,
+            "SELECT date_started FROM queue_job WHERE id = ANY(%s) ORDER BY date_started",
+            (job_ids,),
+        )
+    ]
+    gaps = [(later - earlier).total_seconds() for earlier, later in zip(starts, starts[1:])]
+    assert len(gaps) == 3 and min(gaps) >= 1, gaps
+    # Woken at the end of each delay, not at the next periodic rescue.
+    assert max(gaps) < 1.5, gaps
+    for runner in runners:
+        assert "Traceback" not in runner.log_path.read_text()
+
+
 @pytest.mark.parametrize(
     "channels, db_name, message",
     [
         ("root:0", None, "capacity must be a positive integer"),
-        ("root:2,root.a:x", None, "capacity must be a positive integer, not 'x'"),
-        ("root:2,mail:1", None, "not under root"),
+        ("root:2,root.a:x", None, "capacity must be a positive integer, or 0 for no limit, not 'x'"),
+        ("root:2,root.a:2:sequential", None, "a sequential channel must have a capacity of 1"),
         ("root:2", "no_such_database_for_queue_job", "do not exist"),
     ],
 )

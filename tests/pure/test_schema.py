@@ -27,8 +27,7 @@ def test_is_current_only_with_the_objects_of_this_version(conn):
     with conn.cursor() as cr:
         assert schema.is_current(cr)
         cr.execute(
-            "COMMENT ON FUNCTION queue_job_claim(integer, varchar[], integer[])"
-            " IS 'queue_job schema 1'"
+            f"COMMENT ON FUNCTION {schema.CLAIM_FUNCTION} IS 'queue_job schema 1'"
         )
         assert not schema.is_current(cr)
         schema.drop(cr)
