@@ -21,8 +21,8 @@ how a job graph is held and what a state means to the runner:
   concurrent enqueues may both have stored their job; ours has a unique index.
 
 :func:`prepare` runs before the tables get our columns and indexes,
-:func:`adopt` after; together they convert all that, in a constant number of statements whatever
-the number of jobs. The layout is told by what is in the database (the
+:func:`adopt` after; together they convert all that, in a constant number
+of statements whatever the number of jobs. The layout is told by what is in the database (the
 ``dependencies`` column), not by a version: on a database of ours it does
 nothing. It imports nothing from Odoo: ``migrations/`` calls it on Odoo's
 cursor, ``tests/pure`` on a psycopg2 one.
@@ -72,17 +72,18 @@ _INSERT_EDGES = """
     ON CONFLICT DO NOTHING
 """
 
-# Every edge is unreleased until transitions.release_dependents() runs.
+# Every edge is unreleased until transitions.release_dependents() runs; a job
+# without edges gets 0 (Odoo may have added the column empty).
 _COUNT_EDGES = """
-    WITH counts AS (
-        SELECT job_id, count(*) AS n FROM queue_job_dependency
-         WHERE NOT released GROUP BY job_id
-    )
     UPDATE queue_job j
-       SET pending_dependency_count = COALESCE(
-               (SELECT n FROM counts WHERE counts.job_id = j.id), 0)
-     WHERE j.pending_dependency_count IS NULL
-        OR j.id IN (SELECT job_id FROM counts)
+       SET pending_dependency_count = COALESCE(counted.n, 0)
+      FROM (SELECT job.id, edges.n
+              FROM queue_job job
+              LEFT JOIN (SELECT job_id, count(*) AS n FROM queue_job_dependency
+                          WHERE NOT released GROUP BY job_id) edges
+                     ON edges.job_id = job.id) counted
+     WHERE j.id = counted.id
+       AND (j.pending_dependency_count IS NULL OR counted.n IS NOT NULL)
 """
 
 # A waiting job none of whose dependencies is left: all were deleted (OCA
