@@ -5,6 +5,7 @@ On a database of its own (``QUEUE_JOB_E2E_DB`` + ``_oca``): install OCA's
 queue_job 19.0.2.4.0, create with OCA's API jobs in every state, run some of
 them as OCA's runner and HTTP worker would, swap the addons path to ours,
 ``odoo -u queue_job``, then start our runner and watch every job end.
+Last, on ``dev/test``'s database of ours, the same update is a no-op.
 """
 
 import datetime
@@ -107,8 +108,8 @@ COLUMNS = (
 HISTORY = ("retry", "result", "exc_name", "exc_message", "exc_info", "date_started", "date_done")
 
 
-def query(sql, args=()):
-    with psycopg2.connect(dbname=DB) as conn, conn.cursor() as cr:
+def query(sql, args=(), db=DB):
+    with psycopg2.connect(dbname=db) as conn, conn.cursor() as cr:
         cr.execute(sql, args)
         return cr.fetchall()
 
@@ -137,11 +138,11 @@ def column_exists(table, column):
     ))
 
 
-def odoo(*args, log, timeout):
-    """Run ``odoo *args --stop-after-init`` on ``DB``, its log in ``log``."""
+def odoo(db, *args, log, timeout):
+    """Run ``odoo *args --stop-after-init`` on ``db``, its log in ``log``."""
     with open(log, "w") as out:
         subprocess.run(
-            ["odoo", "-d", DB, *args, "--stop-after-init", "--http-interface=127.0.0.1",
+            ["odoo", "-d", db, *args, "--stop-after-init", "--http-interface=127.0.0.1",
              f"--http-port={PORT}", "--log-level=info"],
             stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=True,
         )
@@ -175,7 +176,7 @@ def switched(tmp_path_factory):
     subprocess.run(["dropdb", "--if-exists", DB], check=True)
     try:
         oca = oca_addons(tmp_path)
-        odoo(f"--addons-path={oca}", "-i", "queue_job", log=tmp_path / "install.log",
+        odoo(DB, f"--addons-path={oca}", "-i", "queue_job", log=tmp_path / "install.log",
              timeout=600)
         out = odoo_shell(OCA_JOBS, DB, oca)
         printed = dict(
@@ -184,7 +185,7 @@ def switched(tmp_path_factory):
         )
         uuids = json.loads(printed["UUIDS"])
         before = jobs_by_name(uuids, ("id", "uuid", "state", "date_cancelled", *HISTORY))
-        update_log = odoo(f"--addons-path={ADDONS}", "-u", "queue_job",
+        update_log = odoo(DB, f"--addons-path={ADDONS}", "-u", "queue_job",
                           log=tmp_path / "update.log", timeout=600)
         yield {
             "uuids": uuids, "before": before, "partner": int(printed["PARTNER"]),
@@ -238,7 +239,7 @@ def test_links_became_edges_and_counters(switched):
     after = jobs_by_name(uuids)
     summary = {
         name: (row["state"], row["pending_dependency_count"], row["exc_name"])
-        for name, row in after.items() if name in "bcefh"
+        for name, row in after.items() if name in ("b", "c", "e", "f", "h")
     }
     assert summary == {
         "b": ("pending", 0, None),
@@ -295,3 +296,27 @@ def test_our_runner_runs_them_all(switched):
         (switched["partner"],),
     )]
     assert sorted(body for body in bodies if body in posted + ["h"]) == sorted(posted)
+
+
+def test_a_database_of_ours_updates_as_before(tmp_path):
+    """From 19.0.1.0.0, the migration steps run and find no OCA layout: nothing changes."""
+    odoo_shell(
+        "from odoo.addons.queue_job.delay import group\n"
+        "record = env['test.queue.job'].create({'name': 'switch'})\n"
+        "group(record.delayable().increment(1), record.delayable().increment(2))"
+        ".on_done(record.delayable().increment(3)).delay()\n",
+        E2E_DB, ADDONS,
+    )
+    query("UPDATE ir_module_module SET latest_version = '19.0.1.0.0' WHERE name = 'queue_job'",
+          db=E2E_DB)
+    tables = ("queue_job", "queue_job_dependency")
+    before = [query(f"SELECT * FROM {table} ORDER BY 1, 2", db=E2E_DB) for table in tables]
+    log = odoo(E2E_DB, f"--addons-path={ADDONS}", "-u", "queue_job",
+               log=tmp_path / "update.log", timeout=600)
+    assert "Running migration [19.0.3.0.0>] pre-migration" in log
+    assert "Running migration [19.0.3.0.0>] post-migration" in log
+    assert "Adopted the jobs" not in log
+    assert [line for line in log.splitlines() if " ERROR " in line or " WARNING " in line] == []
+    assert [query(f"SELECT * FROM {table} ORDER BY 1, 2", db=E2E_DB) for table in tables] == before
+    assert query("SELECT latest_version FROM ir_module_module WHERE name = 'queue_job'",
+                 db=E2E_DB) == [("19.0.3.0.0",)]

@@ -135,7 +135,8 @@ def test_json_strings_dates_and_oca_tables(cr):
     oca.add("cancelled", "cancelled", records=Json(records), args=Json([]),
             kwargs=Json({}), date_cancelled="2026-11-30 10:00:00")
     cr.execute(
-        "INSERT INTO queue_job_function (retry_pattern, related_action) VALUES (%s, %s), (%s, NULL)",
+        "INSERT INTO queue_job_function (retry_pattern, related_action)"
+        " VALUES (%s, %s), (%s, NULL)",
         (Json('{"1": 60, "5": 300}'), Json('{"enable": false}'), Json({"3": 10})),
     )
 
