@@ -2,7 +2,7 @@
 {
     "name": "Job Queue",
     "summary": "Background jobs with exact job graphs and a PostgreSQL-coordinated runner",
-    "version": "19.0.1.0.0",
+    "version": "19.0.3.0.0",
     "author": "queue_job for Odoo 19 authors",
     "license": "LGPL-3",
     "category": "Technical",

@@ -96,7 +96,7 @@ def _lock(cr, ids, seeds=None, with_causes=False):
     while holding its dependents would take locks out of order.
 
     ``with_causes`` also locks what is downstream of the failed or cancelled
-    jobs that these jobs still wait on: what :func:`_recascade` may fail
+    jobs that these jobs still wait on: what :func:`recascade` may fail
     again after a restore, so that it takes no lock of its own later.
     """
     cr.execute(
@@ -194,7 +194,7 @@ def mark_done(cr, ids, from_states, result=None, release=True):
         # Only a job that had failed or been cancelled has cascaded dependents.
         restored = _restore_cascaded(cr, [job_id for job_id, ended in rows if ended])
         release_dependents(cr, moved)
-        _recascade(cr, restored)
+        recascade(cr, restored)
     return moved
 
 
@@ -342,7 +342,7 @@ def requeue(cr, ids, from_states):
     )
     requeued = [row[0] for row in cr.fetchall()]
     restored = _restore_cascaded(cr, requeued)
-    _recascade(cr, requeued + restored)
+    recascade(cr, requeued + restored)
     return requeued
 
 
@@ -369,8 +369,12 @@ def _restore_cascaded(cr, ids):
     return [row[0] for row in cr.fetchall()]
 
 
-def _recascade(cr, waiting_ids):
-    """Fail or cancel again the jobs of ``waiting_ids`` that wait on a failed or cancelled job."""
+def recascade(cr, waiting_ids):
+    """Fail or cancel the jobs of ``waiting_ids`` that wait on a failed or cancelled job.
+
+    Used again after a restore, and once on the jobs adopted from OCA's
+    queue_job, which does not cascade failures (``from_oca.py``).
+    """
     if not waiting_ids:
         return
     cr.execute(

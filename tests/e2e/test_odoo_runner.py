@@ -9,31 +9,22 @@ user would, delays jobs from ``odoo shell``, and watches the database.
 
 import os
 import signal
-import subprocess
 import time
 
 import psycopg2
 import pytest
+from odoo_process import OdooServer, odoo_shell
 from psycopg2 import sql
 
 DB = os.environ.get("QUEUE_JOB_E2E_DB")
 ADDONS = os.environ.get("QUEUE_JOB_E2E_ADDONS")
-PORT = os.environ.get("QUEUE_JOB_E2E_HTTP_PORT", "8189")
 
 pytestmark = pytest.mark.skipif(not DB, reason="needs QUEUE_JOB_E2E_DB (run by dev/test)")
 
 
 def shell(code):
     """Run ``code`` in ``odoo shell`` (which commits at the end); return its stdout."""
-    result = subprocess.run(
-        ["odoo", "shell", f"--addons-path={ADDONS}", "-d", DB, "--no-http", "--log-level=warn"],
-        input=code + "\nenv.cr.commit()\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return result.stdout
+    return odoo_shell(code, DB, ADDONS)
 
 
 def delay(expression):
@@ -69,35 +60,11 @@ def wait_for(job_id, states, timeout):
     raise AssertionError(f"job {job_id} still {job_row(job_id)['state']} after {timeout}s")
 
 
-class Server:
-    """``odoo --load=base,web,queue_job``, the documented way to run the jobrunner."""
+class Server(OdooServer):
+    """The server with its runner, on the database of ``dev/test``."""
 
     def __init__(self, log_path, environ=()):
-        self.log_path = log_path
-        self.environ = dict(environ)
-        self.process = None
-
-    def start(self):
-        self.log = open(self.log_path, "a")
-        env = dict(os.environ, ODOO_QUEUE_JOB_CHANNELS="root:2", **self.environ)
-        self.process = subprocess.Popen(
-            ["odoo", f"--addons-path={ADDONS}", "-d", DB, "--load=base,web,queue_job",
-             f"--http-port={PORT}", "--log-level=info"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env,
-        )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            with open(self.log_path) as log:
-                if f"serving database {DB}" in log.read():
-                    return
-            assert self.process.poll() is None, "the server exited"
-            time.sleep(0.2)
-        raise AssertionError("the jobrunner did not start within 90s")
-
-    def kill(self, sig=signal.SIGTERM):
-        self.process.send_signal(sig)
-        self.process.wait(timeout=60)
-        self.log.close()
+        super().__init__(log_path, DB, ADDONS, environ)
 
 
 @pytest.fixture
