@@ -163,11 +163,6 @@ class DelayableGraph(Graph):
             for job_ in jobs.values():
                 job_.graph_uuid = graph_uuid
         for parent, child in self.edges():
-            if child.identity_key:
-                raise ValueError(
-                    f"{child!r}: identity_key is only supported on jobs that wait for "
-                    "no other job"
-                )
             jobs[child].depends_on.add(jobs[parent])
             jobs[parent].reverse_depends_on.add(jobs[child])
         for delayable, job_ in jobs.items():
@@ -359,7 +354,7 @@ class DelayableRecordset:
     Each call is a job of its own, with the properties given here.
     """
 
-    __slots__ = ("_properties", "_recordset")
+    __slots__ = ("delayable",)
 
     def __init__(
         self,
@@ -371,22 +366,32 @@ class DelayableRecordset:
         channel=None,
         identity_key=None,
     ):
-        self._recordset = recordset
-        self._properties = {
-            "priority": priority,
-            "eta": eta,
-            "max_retries": max_retries,
-            "description": description,
-            "channel": channel,
-            "identity_key": identity_key,
-        }
+        #: The :class:`Delayable` of the call (OCA's attribute: tests read
+        #: the properties of the job from it).
+        self.delayable = Delayable(
+            recordset,
+            priority=priority,
+            eta=eta,
+            max_retries=max_retries,
+            description=description,
+            channel=channel,
+            identity_key=identity_key,
+        )
 
     @property
     def recordset(self):
-        return self._recordset
+        return self.delayable.recordset
 
     def __getattr__(self, name):
-        store_call = getattr(Delayable(self._recordset, **self._properties), name)
+        if name.startswith("__") or name == "delayable":
+            raise AttributeError(name)
+        if self.delayable._job_method is not None:
+            # A second call is a job of its own, with the same properties.
+            done = self.delayable
+            self.delayable = Delayable(
+                done.recordset, **{prop: getattr(done, prop) for prop in Delayable._properties}
+            )
+        store_call = getattr(self.delayable, name)  # AttributeError for an unknown method
 
         def delay(*args, **kwargs):
             return store_call(*args, **kwargs).delay()
@@ -394,6 +399,6 @@ class DelayableRecordset:
         return delay
 
     def __str__(self):
-        return f"DelayableRecordset({self._recordset._name}{self._recordset._ids!r})"
+        return f"DelayableRecordset({self.recordset._name}{self.recordset._ids!r})"
 
     __repr__ = __str__

@@ -601,8 +601,9 @@ class Job:
 
         A job with an ``identity_key`` that matches a job still waiting to
         run is not inserted: it takes the existing job's place (its ``id``,
-        ``uuid`` and ``state``). The unique index on the identity key makes
-        this hold for concurrent transactions too.
+        ``uuid`` and ``state``); if it waits for jobs of its graph, the
+        existing job waits for them too. The unique index on the identity key
+        makes this hold for concurrent transactions too.
         """
         env["queue.job"].flush_model()
         adopted = []
@@ -611,7 +612,12 @@ class Job:
             left_out = cls._insert(env, remaining)
             remaining = cls._adopt_existing(env, left_out)
             adopted += [job_ for job_ in left_out if job_.id is not None]
-        edges = [(job_.id, dep.id) for job_ in jobs for dep in job_.depends_on]
+        adopted_ids = {job_.id for job_ in adopted}
+        edges, adopted_edges = [], []
+        for job_ in jobs:
+            for dep in job_.depends_on:
+                (adopted_edges if job_.id in adopted_ids else edges).append((job_.id, dep.id))
+        transitions.wait_for_more(env.cr, adopted_edges)
         for start in range(0, len(edges), INSERT_CHUNK):
             chunk = edges[start : start + INSERT_CHUNK]
             env.cr.execute(

@@ -59,15 +59,17 @@ def encode(value, path="argument"):
 
 
 def decode(value, env):
-    """Return the objects ``encode`` stored; records are bound to ``env``'s cursor."""
+    """Return the objects ``encode`` stored; records are bound to ``env``'s
+    cursor, with their stored context over ``env``'s."""
     if isinstance(value, list):
         return [decode(item, env) for item in value]
     if not isinstance(value, dict):
         return value
     kind = value.get("_type")
     if kind == "odoo_recordset":
-        record_env = env(user=value["uid"], su=value.get("su", False))
-        record_env = record_env(context=decode(value.get("context") or {}, env))
+        # The stored context goes over the reader's, as in OCA.
+        context = dict(env.context, **decode(value.get("context") or {}, env))
+        record_env = env(user=value["uid"], su=value.get("su", False), context=context)
         return record_env[value["model"]].browse(value["ids"])
     if kind == "datetime_isoformat":
         return datetime.datetime.fromisoformat(value["value"])

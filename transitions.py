@@ -32,7 +32,7 @@ psycopg2 cursor.
 
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
-from .schema import NOW_UTC, RUNNING_SQL
+from .schema import NOW_UTC, RUNNING_SQL, WAITING_SQL
 
 DEPENDENCY_FAILED = "DependencyFailed"
 DEPENDENCY_CANCELLED = "DependencyCancelled"
@@ -391,6 +391,47 @@ def recascade(cr, waiting_ids):
         by_state[state].append(dep_id)
     for state, causes in by_state.items():
         _end_with_cascade(cr, (), (), state, {}, causes=causes)
+
+
+def wait_for_more(cr, edges):
+    """Make jobs that wait already wait for more: ``edges`` are
+    ``(job_id, dependency_id)`` pairs whose ``job_id`` exists and waits.
+
+    A graph whose dependent takes, by its identity key, the place of a job
+    already waiting makes that job wait for the graph's jobs too. Edges that
+    exist are left as they are; each new one counts on its job, and a
+    ``pending`` job among them waits again. A job that left the waiting
+    states meanwhile (a runner started it) gets no edge: it runs without
+    waiting, as the job it is. Returns the ids of the jobs that wait for more.
+    """
+    if not edges:
+        return []
+    job_ids = sorted({job_id for job_id, _dependency_id in edges})
+    _lock(cr, job_ids)
+    cr.execute(
+        f"""
+        WITH added AS (
+            INSERT INTO queue_job_dependency (job_id, dependency_id)
+            SELECT e.job_id, e.dependency_id
+              FROM unnest(%(job_ids)s::int[], %(dependency_ids)s::int[])
+                   AS e(job_id, dependency_id)
+              JOIN queue_job j ON j.id = e.job_id AND j.state IN {WAITING_SQL}
+            ON CONFLICT DO NOTHING
+            RETURNING job_id
+        )
+        UPDATE queue_job j
+           SET pending_dependency_count = j.pending_dependency_count + a.count,
+               state = 'wait_dependencies'
+          FROM (SELECT job_id, count(*) AS count FROM added GROUP BY job_id) a
+         WHERE j.id = a.job_id
+     RETURNING j.id
+        """,
+        {
+            "job_ids": [job_id for job_id, _dependency_id in edges],
+            "dependency_ids": [dependency_id for _job_id, dependency_id in edges],
+        },
+    )
+    return [row[0] for row in cr.fetchall()]
 
 
 def start(cr, ids, from_states):

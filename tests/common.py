@@ -220,8 +220,9 @@ class JobsTrap:
 
     @staticmethod
     def _perform(job_):
-        # What Job.load would give the runner: the stored form decoded.
-        env = job_.env
+        # What Job.load gives the runner: the stored form decoded, in an
+        # environment of no context of its own.
+        env = job_.env(context={})
         job_.recordset = serialization.decode(job_.encoded_records, env)
         job_.args = tuple(serialization.decode(job_.encoded_args, env))
         job_.kwargs = serialization.decode(job_.encoded_kwargs, env)

@@ -175,3 +175,27 @@ class TestGraphBuilders(JobRunnerCase):
         # Released by the run itself, not by the runner's periodic rescue.
         self.assertEqual(jobs["then"].state, "pending")
         self.assertEqual(self.log_tags(), ["holder"])
+
+    def test_chain_of_keyed_jobs_delayed_twice_is_stored_once(self):
+        # OCA clients (edi_queue_oca) give every job of a chain an identity key.
+        for _attempt in range(2):
+            first = self.delayable("first", identity_key="k-first")
+            then = self.delayable("then", identity_key="k-then")
+            chain(first, then).delay()
+        jobs = self.stored(first, then)
+        self.assertEqual(self.Job.search_count([]), 2, "the second chain adopts the first")
+        self.assert_waits(jobs, "then", "first")
+        self.drain()
+        self.assertEqual(self.log_tags(), ["first", "then"])
+
+    def test_dependent_adopting_a_waiting_job_makes_it_wait_for_the_graph(self):
+        holder = self.record.with_delay(identity_key="shared").record_call("holder")
+        first = self.delayable("first")
+        then = self.delayable("then", identity_key="shared")
+        chain(first, then).delay()
+        jobs = self.stored(first, then)
+        self.assertEqual(jobs["then"], self.job_of(holder), "the waiting job is adopted")
+        self.assert_waits(jobs, "then", "first")
+        self.drain()
+        self.assertEqual(self.log_tags(), ["first", "holder"])
+        self.assertEqual({job.state for job in jobs.values()}, {"done"})

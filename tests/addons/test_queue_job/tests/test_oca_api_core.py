@@ -183,6 +183,16 @@ class TestOcaJobApi(JobRunnerCase):
         with self.assertRaises(NoSuchJobError):
             Job.load(self.env, "no-such-uuid")
 
+    def test_load_keeps_the_loading_context_under_the_stored_one(self):
+        # As OCA's JobDecoder: connector_importer's tests load a job in an
+        # environment that carries their component registry.
+        job_ = self.record.with_context(lang="en_US").with_delay().echo("x")
+        loaded = Job.load(self.env(context={"components_registry": "reg", "lang": "fr_FR"}),
+                          job_.uuid)
+        context = loaded.recordset.env.context
+        self.assertEqual(context["components_registry"], "reg")
+        self.assertEqual(context["lang"], "en_US", "the stored context wins")
+
     def test_store_dependent_after_its_dependency(self):
         root, child = Job(self.record.echo), Job(self.record.echo)
         child.add_depends({root})

@@ -112,6 +112,17 @@ class TestDelayableGraph(JobRunnerCase):
         self.assertIsInstance(self.record.with_delay(), DelayableRecordset)
 
 
+    def test_delayable_recordset_exposes_its_delayable(self):
+        # edi_queue_oca's tests read the job's properties from it.
+        delayed = self.record.with_delay(priority=4, channel="root")
+        self.assertEqual((delayed.delayable.priority, delayed.delayable.channel), (4, "root"))
+        first = delayed.echo(1)
+        self.assertIs(delayed.delayable._generated_job, first)
+        second = delayed.echo(2)
+        self.assertIs(delayed.delayable._generated_job, second)
+        self.assertNotEqual(first.uuid, second.uuid, "each call is a job of its own")
+        self.assertEqual((second.priority, second.args), (4, (2,)))
+
 @tagged("post_install", "-at_install")
 class TestTestHelpers(JobMixin, JobRunnerCase):
     def test_job_counter_and_perform_jobs(self):

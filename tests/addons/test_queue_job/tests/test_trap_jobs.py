@@ -268,7 +268,7 @@ class TestTrapJobs(TransactionCase):
             with self.assertRaises(ValueError):
                 # a graph is kept whole or not at all
                 self.record.delayable().record_call("a").on_done(
-                    self.record.delayable(identity_key="k").record_call("b")
+                    self.record.delayable(priority=-1).record_call("b")
                 ).delay()
         self.assertEqual(trap.jobs_count(), 0)
         self.assertEqual(trap.calls, [])
