@@ -62,16 +62,14 @@ class QueueJob(models.Model):
     # cannot carry this object.
     EDIT_SENTINEL = object()
 
-    # Only the actions below (or trusted code, see EDIT_SENTINEL) may change these.
+    # What a job is (OCA's list, and what ours derives from it): written by
+    # trusted code only (see EDIT_SENTINEL). The rest (state, priority, eta,
+    # channel, ...) a queue manager may write, a state through the transitions.
     _protected_fields = frozenset(
         {
-            "uuid", "graph_uuid", "name", "model_name", "method_name", "func_string",
-            "records", "record_ids", "args", "kwargs", "user_id", "company_id",
-            "state", "retry", "max_retries", "channel", "job_function_id",
-            "identity_key", "result", "exc_name", "exc_message", "exc_info",
-            "date_created", "date_enqueued", "date_started", "date_done",
-            "exec_time", "dependency_job_ids", "dependent_job_ids",
-            "dependency_ids", "dependent_ids", "pending_dependency_count",
+            "uuid", "name", "date_created", "model_name", "method_name", "func_string",
+            "channel_method_name", "job_function_id", "records", "args", "kwargs",
+            "record_ids", "graph_uuid", "identity_key", "user_id", "company_id",
         }
     )
 
@@ -189,7 +187,8 @@ class QueueJob(models.Model):
             job.date_cancelled = job.date_done if job.state == CANCELLED else False
 
     # ------------------------------------------------------------------
-    # Protection: jobs are created and edited through the ORM by trusted code only
+    # Protection: jobs are created by trusted code only; what a job is, too,
+    # is written by trusted code only
     # ------------------------------------------------------------------
 
     # Not even trusted code writes these: the transitions keep them exact.
@@ -204,7 +203,9 @@ class QueueJob(models.Model):
         return self.env.context.get("_job_edit_sentinel") is self.EDIT_SENTINEL
 
     def _check_writable(self, names):
-        refused = (self._graph_fields if self._edit_trusted() else self._protected_fields)
+        refused = self._graph_fields
+        if not self._edit_trusted():
+            refused = refused | self._protected_fields
         refused = refused.intersection(names)
         if refused:
             raise exceptions.AccessError(

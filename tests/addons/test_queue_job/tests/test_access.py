@@ -69,17 +69,17 @@ class TestJobAccess(JobRunnerCase):
         self.assertEqual(self.alice_job.state, "pending")
         self.assertEqual(self.alice_job.method_name, "record_call")
 
-    def test_nobody_writes_a_job_definition_or_state(self):
-        """Not even a manager or the superuser: states move only through actions."""
+    def test_nobody_writes_a_job_definition(self):
+        """Not even a manager or the superuser, without the edit sentinel (as OCA)."""
         for env_job in (self.bob_job.with_user(self.manager), self.bob_job.sudo()):
             for field, value in (
-                ("state", "done"),
                 ("model_name", "res.users"),
                 ("method_name", "unlink"),
                 ("args", []),
                 ("kwargs", {}),
                 ("records", {}),
-                ("channel", "root"),
+                ("user_id", self.manager.id),
+                ("pending_dependency_count", 3),
             ):
                 with self.subTest(user=env_job.env.user.login, field=field):
                     with self.assertRaises(AccessError):
@@ -89,6 +89,19 @@ class TestJobAccess(JobRunnerCase):
         self.bob_job.invalidate_recordset()
         self.assertEqual(self.bob_job.state, "pending")
         self.assertEqual(self.bob_job.method_name, "record_call")
+
+    def test_manager_writes_state_and_scheduling_through_the_transitions(self):
+        # As in OCA (queue_job_subscribe's tests write a state): the state
+        # moves as by the buttons, and a failure is posted about.
+        job = self.bob_job.with_user(self.manager)
+        job.write({"priority": 3, "channel": "root"})
+        self.assertEqual((job.priority, job.channel), (3, "root"))
+        job.write({"state": "failed"})
+        self.assertEqual(job.state, "failed")
+        self.assertTrue(job.date_done)
+        self.assertTrue(
+            job.message_ids.filtered(lambda m: m.subtype_id == self.env.ref("queue_job.mt_job_failed"))
+        )
 
     def test_user_cannot_use_the_buttons_even_on_their_own_job(self):
         own = self.alice_job.with_user(self.alice)

@@ -309,8 +309,10 @@ class TestOcaJobApi(JobRunnerCase):
         with self.assertRaises(exceptions.AccessError):
             # what an RPC call can pass: a value that is not the object
             created.with_context(_job_edit_sentinel=repr(self.Job.EDIT_SENTINEL)).write(
-                {"state": DONE}
+                {"method_name": "third"}
             )
+        with self.assertRaises(exceptions.AccessError):
+            created.with_context(_job_edit_sentinel=repr(self.Job.EDIT_SENTINEL)).create(vals)
 
     def test_sentinel_write_of_state_goes_through_the_transitions(self):
         a, b, c = self.stored_group()

@@ -162,17 +162,27 @@ class TestJobQueueTours(HttpCase):
             ["failed", "done", "failed"],
         )
 
-    def test_rpc_cannot_write_a_job_state(self):
+    def test_rpc_writes_a_job_state_only_through_the_transitions(self):
         self.authenticate("admin", "admin")
         job = self.job(self.member_a)
         for method, args in (
-            ("write", [[job.id], {"state": "done"}]),
+            ("write", [[job.id], {"method_name": "unlink"}]),
+            ("write", [[job.id], {"pending_dependency_count": 0}]),
             ("create", [{"uuid": "forged", "state": "pending"}]),
             ("_set_done", [[job.id]]),
         ):
-            with self.subTest(method=method), self.assertRaises(JsonRpcException):
+            with self.subTest(method=method, args=args), self.assertRaises(JsonRpcException):
                 self.make_jsonrpc_request(
                     f"/web/dataset/call_kw/queue.job/{method}",
                     {"model": "queue.job", "method": method, "args": args, "kwargs": {}},
                 )
         self.assertEqual(self.job(self.member_a).state, "pending")
+        # A manager's write of a state (OCA allows it) is a Set Done.
+        self.make_jsonrpc_request(
+            "/web/dataset/call_kw/queue.job/write",
+            {"model": "queue.job", "method": "write",
+             "args": [[job.id], {"state": "done"}], "kwargs": {}},
+        )
+        self.assertEqual(self.job(self.member_a).state, "done")
+        callback = self.job(self.callback)
+        self.assertEqual(callback.pending_dependency_count, 1, "member a released the callback")
