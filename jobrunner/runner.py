@@ -316,7 +316,7 @@ class _Database:
             if due:
                 self.executors.wake()
             if eta_changed:
-                self._eta_at = self._next_eta(now)
+                self._eta_at = self._next_eta()
         except Exception as exc:  # noqa: BLE001 - one database must not stop the others
             self._disconnect(now, exc)
             return
@@ -378,11 +378,14 @@ class _Database:
                 failed,
             )
 
-    def _next_eta(self, now):
+    def _next_eta(self):
         with self._connection.cursor() as cr:
             seconds = claim.seconds_until_next_eta(cr, self.channels)
         self._connection.commit()
-        return math.inf if seconds is None else now + seconds
+        # Counted from the answer, not from before the query: a claim a hair
+        # early finds the job not yet due while the next read finds its eta
+        # past, and nothing would wake us until the next rescue.
+        return math.inf if seconds is None else time.monotonic() + seconds
 
     def stop(self):
         """Claim no more and stop listening; running jobs go on."""

@@ -4,7 +4,7 @@
 from queue_job import schema
 
 
-def test_drop_removes_the_functions_that_ensure_creates(conn):
+def test_drop_removes_the_functions_and_table_that_ensure_creates(conn):
     functions = (
         "SELECT proname FROM pg_proc WHERE proname IN ('queue_job_notify', 'queue_job_claim')"
         " ORDER BY proname"
@@ -15,6 +15,8 @@ def test_drop_removes_the_functions_that_ensure_creates(conn):
         schema.drop(cr)
         cr.execute(functions)
         assert cr.fetchall() == []
+        cr.execute("SELECT to_regclass('queue_job_throttle')")
+        assert cr.fetchone() == (None,)
         cr.execute(
             "SELECT tgname FROM pg_trigger WHERE tgrelid = 'queue_job'::regclass"
             " AND NOT tgisinternal"
