@@ -284,14 +284,23 @@ class QueueJob(models.Model):
     # Actions: set-based, through the shared transitions
     # ------------------------------------------------------------------
 
+    # What the transitions write on the jobs they move.
+    _transition_fields = (
+        "state", "result", "exc_name", "exc_message", "exc_info", "eta", "retry",
+        "date_enqueued", "date_started", "date_done", "exec_time",
+    )
+
     def _transition(self, transition, *args, **kwargs):
         """Apply ``transition`` to these jobs; returns the jobs it moved."""
         self.check_access("write")
         self.env.flush_all()
-        moved = transition(self.env.cr, self.ids, *args, **kwargs)
-        # The transitions wrote in SQL: what the cache holds of jobs is stale.
+        moved = self.browse(transition(self.env.cr, self.ids, *args, **kwargs))
+        # The transitions wrote in SQL: what the cache holds of jobs is stale,
+        # and so are the fields of other models computed from the moved jobs
+        # (a recordset's "jobs' global state", say), as after an ORM write.
         self.invalidate_model()
-        return self.browse(moved)
+        moved.modified(self._transition_fields)
+        return moved
 
     def _set_done(self, result=None):
         result = result or self.env._("Manually set to done by %s", self.env.user.name)

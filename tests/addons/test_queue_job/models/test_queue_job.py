@@ -23,6 +23,9 @@ class TestQueueJob(models.Model):
     log_ids = fields.One2many("test.queue.job.log", "record_id")
     serialized = JobSerialized(base_type=dict)
     serialized_records = JobSerialized(base_type=models.BaseModel)
+    # As OCA clients follow their jobs (connector_importer's recordsets).
+    job_id = fields.Many2one("queue.job")
+    job_state = fields.Selection(related="job_id.state")
 
     def record_call(self, tag, *args, **kwargs):
         """Log that the job ran (tag, arguments, user, context); return the tag."""

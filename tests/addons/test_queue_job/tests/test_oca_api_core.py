@@ -237,6 +237,17 @@ class TestOcaJobApi(JobRunnerCase):
         other.store()
         self.assertEqual((callback.state, callback.pending_dependency_count), (PENDING, 0))
 
+    def test_fields_computed_from_a_job_follow_its_state(self):
+        job_ = self.record.with_delay().echo("x")
+        self.record.job_id = self.job_of(job_)
+        self.assertEqual(self.record.job_state, PENDING)  # now in the cache
+        loaded = Job.load(self.env, job_.uuid)
+        loaded.set_done()
+        loaded.store()
+        self.assertEqual(self.record.job_state, DONE)
+        self.job_of(job_).requeue()
+        self.assertEqual(self.record.job_state, PENDING)
+
     def test_store_failed_and_cancelled_cascade(self):
         a, _b, c = self.stored_group()
         member = Job.load(self.env, a.uuid)
