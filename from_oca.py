@@ -44,6 +44,11 @@ OCA_TABLES = (
     "queue_job_queue_requeue_job_rel", "queue_requeue_job",
 )
 
+#: The columns of OCA's ``queue_job`` that ours computes or has not. Dropped
+#: once the jobs are adopted: ``dependencies`` is what tells OCA's layout, so
+#: that the adoption never runs twice.
+OCA_COLUMNS = ("dependencies", "date_cancelled", "channel_method_name", "worker_pid")
+
 
 def _unwrapped(column):
     """SQL of ``column``'s JSON value, OCA's jsonb string holding JSON text unwrapped."""
@@ -190,6 +195,10 @@ def adopt(cr):
     cr.execute("UPDATE queue_job SET retry = retry + 1 WHERE state = 'started'")
     started = cr.rowcount
     cr.execute(f"DROP TABLE IF EXISTS {', '.join(OCA_TABLES)}")
+    cr.execute(
+        "ALTER TABLE queue_job "
+        + ", ".join(f"DROP COLUMN IF EXISTS {column}" for column in OCA_COLUMNS)
+    )
     _logger.info(
         "Adopted the jobs of OCA's queue_job: %s edges, %s enqueued jobs back "
         "to pending, %s started jobs left for the runner's rescue",

@@ -124,6 +124,10 @@ def test_links_become_edges_counters_and_cascades(cr):
     enqueued, started = job_row(cr, oca.ids["enqueued"]), job_row(cr, oca.ids["started"])
     assert (enqueued["state"], enqueued["retry"]) == ("pending", 2), "no try taken"
     assert (started["state"], started["retry"]) == ("started", 3), "the try it was in"
+    # OCA's columns are gone with the adoption: a later update adopts nothing again.
+    assert not from_oca.has_oca_layout(cr)
+    assert from_oca.adopt(cr) is False
+    assert counter_mismatches(cr) == []
 
 
 def test_json_strings_dates_and_oca_tables(cr):
