@@ -3,7 +3,8 @@
 
 :class:`Job` validates a call when it is delayed (bad input raises at the
 call site and stores nothing), stores jobs and the edges between them in a
-few multi-row statements, and runs a stored job as its user.
+few multi-row statements, and calls the job's method (:meth:`Job.perform`).
+Running a stored job and recording its outcome is ``execution.py``'s.
 """
 
 import hashlib
@@ -11,22 +12,19 @@ import inspect
 import logging
 import os
 import random
-import traceback
 import uuid as uuidlib
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
-import psycopg2
 from psycopg2.extras import Json
 
-from odoo import SUPERUSER_ID, api, models
+from odoo import models
 
 from . import serialization, transitions
 from .exception import (
     ChannelNotFound,
     FailedJobError,
     NoSuchJobError,
-    NothingToDoJob,
     RetryableJobError,
 )
 from .schema import NOW_UTC, WAITING_SQL, WAITING_STATES
@@ -780,13 +778,6 @@ class Job:
     def _result_text(self, result):
         return None if result is None else str(result)
 
-    def record_failure(self, err):
-        """Fail the job (and its dependents) for ``err``; runs in a clean
-        transaction. Then calls the job function's on-fail method, if any."""
-        _record_failure(self.env, self.id, err)
-        if self.job_config.on_fail_method_name:
-            self.on_fail(_exc_values(err))
-
     def on_fail(self, fail_vals):
         """Call the on-fail method on the job's records with ``fail_vals``
         (``exc_name``, ``exc_message``, ``exc_info``). If it raises, its
@@ -796,127 +787,3 @@ class Job:
                 getattr(self.recordset, self.job_config.on_fail_method_name)(**fail_vals)
         except Exception:  # noqa: BLE001 - the job's failure is recorded already
             _logger.exception("On-fail method of job %s failed", self.uuid)
-
-    def record_retry(self, err):
-        """Postpone the job after a retryable error, or fail it if it is out of tries.
-
-        :meth:`perform` has counted the try (or given it back, for
-        ``ignore_retry``): the stored count follows. Its own retryable errors
-        that are out of tries have become failures there already.
-        """
-        if self._out_of_tries():
-            self.record_failure(self._max_retries_error(err))
-            return
-        transitions.retry_later(
-            self.env.cr,
-            [self.id],
-            self._get_retry_seconds(err.seconds),
-            retry=self.retry,
-            **_exc_values(err),
-        )
-
-    def execute(self):
-        """Run this claimed job and record the outcome, as the jobrunner does.
-
-        The job's writes and its own move to ``done`` commit together, in
-        Odoo's usual REPEATABLE READ transaction. The release of its
-        dependents, or the record of its failure or retry, follows in a READ
-        COMMITTED transaction, where concurrent workers releasing the same
-        callback queue up on its row instead of failing to serialize (see
-        :func:`transitions.read_committed`). A crash between the two leaves
-        unreleased edges that the runner's rescue releases later.
-        """
-        cr = self.env.cr
-        # The claim counted this try in the database; perform() counts it
-        # again on the job, as OCA's does.
-        self.retry -= 1
-        try:
-            try:
-                result = self._result_text(self.perform())
-            except NothingToDoJob as err:
-                result = str(err) or "Nothing to do: job set to done"
-            self.env.flush_all()
-            moved = transitions.mark_done(
-                cr, [self.id], (STARTED,), result=result, release=False
-            )
-            if not moved:
-                cr.rollback()
-                _logger.error(
-                    "Job %s was no longer started by this worker when it ended "
-                    "(requeued by a peer?): its writes were rolled back",
-                    self.uuid,
-                )
-                return
-            cr.commit()
-            if self.graph_uuid:  # only a job of a graph can have dependents
-                transitions.read_committed(cr)
-                transitions.release_dependents(cr, [self.id])
-                cr.commit()
-        except (RetryableJobError, psycopg2.errors.TransactionRollbackError) as err:
-            if isinstance(err, psycopg2.Error):
-                err = RetryableJobError(str(err), seconds=CONCURRENCY_RETRY_INTERVAL)
-            with _outcome_transaction(cr):
-                self.record_retry(err)
-        except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            raise  # the connection is gone: the runner reconnects, rescue requeues
-        except Exception as err:
-            _logger.info("Job %s failed", self.uuid, exc_info=True)
-            with _outcome_transaction(cr):
-                self.record_failure(err)
-
-
-def execute_claimed_job(cr, row):
-    """Run the job of ``row`` (its ``queue_job`` row as a dict, as the claim
-    returns it), just claimed on ``cr``, as its user; commit its outcome.
-
-    Called by the jobrunner with an Odoo cursor. Raises only when the
-    database connection fails.
-    """
-    env = api.Environment(cr, SUPERUSER_ID, {})
-    try:
-        job_ = Job._from_values(env, row)
-    except Exception as err:  # noqa: BLE001 - recorded on the job
-        # It cannot even be loaded (its model is gone with its module, say):
-        # no later try would do better.
-        _logger.info("Job %s cannot be loaded", row["uuid"], exc_info=True)
-        with _outcome_transaction(cr):
-            _record_failure(env, row["id"], err)
-        return
-    job_.execute()
-
-
-@contextmanager
-def _outcome_transaction(cr):
-    """Drop the job's transaction, then record its outcome in a READ COMMITTED
-    transaction of its own (see :meth:`Job.execute`), committed on leaving."""
-    cr.rollback()
-    transitions.read_committed(cr)
-    yield
-    cr.commit()
-
-
-def _exc_values(err):
-    """The exception fields of a job, for ``err`` being handled."""
-    return {
-        "exc_name": f"{type(err).__module__}.{type(err).__qualname__}",
-        "exc_message": str(err),
-        "exc_info": traceback.format_exc(),
-    }
-
-
-def _record_failure(env, job_id, err):
-    """Fail started job ``job_id`` (and its dependents) for ``err``; tell whom it concerns."""
-    transitions.mark_failed(env.cr, [job_id], (STARTED,), **_exc_values(err))
-    env["queue.job"].sudo().browse(job_id)._message_post_on_failure()
-
-
-def run_inline(jobs):
-    """Run ``jobs`` (not stored, in dependency order) now, in the caller's transaction.
-
-    The no-delay mode (``QUEUE_JOB__NO_DELAY`` or the ``queue_job__no_delay``
-    context key): errors propagate to the caller as they would without jobs.
-    """
-    for job_ in jobs:
-        job_.result = job_.perform()
-        job_.state = DONE
-

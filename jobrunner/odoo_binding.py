@@ -9,7 +9,7 @@ from odoo.modules.registry import Registry
 from odoo.sql_db import Connection, ConnectionPool, connection_info_for
 from odoo.tools import config
 
-from ..job import execute_claimed_job
+from ..execution import run_claimed
 from . import databases, settings
 from .channels import configured_channels
 from .runner import Runner
@@ -48,7 +48,7 @@ class OdooBinding:
         # this job makes it a new transaction (empty caches, current registry).
         cr.transaction = None
         try:
-            execute_claimed_job(cr, job)
+            run_claimed(cr, job)
         except Exception:
             registry.reset_changes()
             raise

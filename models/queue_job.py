@@ -1,12 +1,9 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
-import logging
-
 from odoo import SUPERUSER_ID, api, exceptions, fields, models
 from odoo.tools import SQL
 
-from .. import schema, transitions
+from .. import execution, schema, transitions
 from ..jobrunner import claim
-from ..exception import NothingToDoJob
 from ..job import (
     CANCELLED,
     DONE,
@@ -18,8 +15,6 @@ from ..job import (
     WAIT_DEPENDENCIES,
     Job,
 )
-
-_logger = logging.getLogger(__name__)
 
 MANAGER_GROUP = "queue_job.group_queue_job_manager"
 
@@ -390,29 +385,12 @@ class QueueJob(models.Model):
             claim.hold_job(cr, job_id)
         try:
             for record in started:
-                self._run_started(Job._from_record(record.sudo()))
+                execution.run_started(Job._from_record(record.sudo()))
         finally:
             for job_id in started.ids:
                 claim.release_job(cr, job_id)
         self.invalidate_model()
         return self._action_result(started, self.env._("%s job(s) run."))
-
-    def _run_started(self, job_):
-        """Run ``job_`` (started) in a savepoint and record its outcome."""
-        try:
-            with self.env.cr.savepoint():
-                try:
-                    result = job_.perform()
-                except NothingToDoJob as err:
-                    result = str(err) or None
-                self.env.flush_all()
-        except Exception as err:  # noqa: BLE001 - the job's own failure is recorded
-            _logger.info("Job %s failed (Run Now)", job_.uuid, exc_info=True)
-            job_.record_failure(err)
-            return
-        transitions.mark_done(
-            self.env.cr, [job_.id], (STARTED,), result=job_._result_text(result)
-        )
 
     # ------------------------------------------------------------------
     # Related action and notifications

@@ -7,7 +7,7 @@
 database's). The fake job sleeps for the number of seconds in its ``name``,
 records its execution in ``job_execution`` (pid, start and end by the
 database clock) and ends done through ``transitions.mark_done``, as
-``execute_claimed_job`` does in Odoo. Every connection has the application
+``execution.run_claimed`` does in Odoo. Every connection has the application
 name :data:`APPLICATION_NAME`, for the tests to find them.
 """
 
