@@ -9,7 +9,7 @@ A stored, started job runs through :func:`run`, whatever started it:
   release of its dependents, or the record of its failure or retry, follows
   in a READ COMMITTED transaction of its own, where concurrent workers
   releasing the same callback queue up on its row instead of failing to
-  serialize (see :func:`transitions.read_committed`). A crash between the
+  serialize (see :func:`isolation.read_committed`). A crash between the
   two leaves unreleased edges that the runner's rescue releases later.
 * Run Now (``queue.job.run_now``), inside the request's transaction: the
   job runs in a savepoint, rolled back if it fails, and the outcome is
@@ -33,9 +33,10 @@ import psycopg2
 
 from odoo import SUPERUSER_ID, api
 
-from . import transitions
+from .core import isolation, transitions
+from .core.states import DONE, STARTED
 from .exception import NothingToDoJob, RetryableJobError
-from .job import CONCURRENCY_RETRY_INTERVAL, DONE, STARTED, Job
+from .job import CONCURRENCY_RETRY_INTERVAL, Job
 
 _logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class _Transactions:
     @contextmanager
     def outcome(self):
         self._cr.rollback()
-        transitions.read_committed(self._cr)
+        isolation.read_committed(self._cr)
         yield
         self._cr.commit()
 

@@ -20,35 +20,32 @@ from psycopg2.extras import Json
 
 from odoo import models
 
-from . import serialization, transitions
+from . import serialization
+from .core import transitions
 from .exception import (
     ChannelNotFound,
     FailedJobError,
     NoSuchJobError,
     RetryableJobError,
 )
-from .schema import NOW_UTC, WAITING_SQL, WAITING_STATES
+from .core.schema import NOW_UTC
+
+# OCA's names of the states, importable from here
+from .core.states import (  # noqa: F401
+    CANCELLED,
+    DONE,
+    ENQUEUED,
+    FAILED,
+    PENDING,
+    QUEUED_SQL,
+    QUEUED_STATES,
+    STARTED,
+    STATES,
+    WAIT_DEPENDENCIES,
+)
 from .utils import must_run_without_delay  # noqa: F401 - OCA imports it from here too
 
 _logger = logging.getLogger(__name__)
-
-WAIT_DEPENDENCIES = "wait_dependencies"
-PENDING = "pending"
-ENQUEUED = "enqueued"
-STARTED = "started"
-DONE = "done"
-CANCELLED = "cancelled"
-FAILED = "failed"
-
-STATES = [
-    (WAIT_DEPENDENCIES, "Wait Dependencies"),
-    (PENDING, "Pending"),
-    (ENQUEUED, "Enqueued"),
-    (STARTED, "Started"),
-    (DONE, "Done"),
-    (CANCELLED, "Cancelled"),
-    (FAILED, "Failed"),
-]
 
 DEFAULT_PRIORITY = 10  # lower runs first
 DEFAULT_MAX_RETRIES = 5  # 0 means retry forever
@@ -348,7 +345,7 @@ class Job:
             self.env["queue.job"]
             .sudo()
             .search(
-                [("identity_key", "=", self.identity_key), ("state", "in", WAITING_STATES)],
+                [("identity_key", "=", self.identity_key), ("state", "in", QUEUED_STATES)],
                 limit=1,
             )
         )
@@ -678,7 +675,7 @@ class Job:
                 INSERT INTO queue_job ({", ".join((*_JOB_COLUMNS, *extra_columns))}, date_created)
                 VALUES {", ".join([placeholders] * len(chunk))}
                 ON CONFLICT (identity_key)
-                   WHERE identity_key IS NOT NULL AND state IN {WAITING_SQL}
+                   WHERE identity_key IS NOT NULL AND state IN {QUEUED_SQL}
                 DO NOTHING
                 RETURNING uuid, id
                 """,
@@ -704,7 +701,7 @@ class Job:
         env.cr.execute(
             "SELECT identity_key, id, uuid, state FROM queue_job "
             "WHERE identity_key = ANY(%s) AND state = ANY(%s)",
-            ([job_.identity_key for job_ in jobs], list(WAITING_STATES)),
+            ([job_.identity_key for job_ in jobs], list(QUEUED_STATES)),
         )
         existing = {row[0]: row[1:] for row in env.cr.fetchall()}
         vanished = []

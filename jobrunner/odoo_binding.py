@@ -9,9 +9,10 @@ from odoo.modules.registry import Registry
 from odoo.sql_db import Connection, ConnectionPool, connection_info_for
 from odoo.tools import config
 
+from ..core import settings
+from ..core.channels import configured_channels
 from ..execution import run_claimed
-from . import databases, settings
-from .channels import configured_channels
+from . import databases
 from .runner import Runner
 
 

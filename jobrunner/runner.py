@@ -40,10 +40,9 @@ from typing import Protocol
 
 import psycopg2
 
-from .. import schema
-from ..schema import ETA_PAYLOAD, NOTIFY_CHANNEL
-from . import claim
-from .channels import ChannelsConfigError
+from ..core import claim, isolation, schema
+from ..core.channels import ChannelsConfigError
+from ..core.schema import ETA_PAYLOAD, NOTIFY_CHANNEL
 from .databases import UnknownDatabaseError
 
 _logger = logging.getLogger(__name__)
@@ -233,8 +232,8 @@ class _Session:
             self._cr = database.binding.cursor(database.name)
             with _autocommit_cursor(self._cr) as cr:
                 # Claims must be READ COMMITTED (see queue_job_claim in
-                # schema.py); the jobs' transactions say their own level.
-                cr.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                # core/schema.py); the jobs' transactions say their own level.
+                isolation.read_committed_session(cr)
         with _autocommit_cursor(self._cr) as cr:
             return claim.claim_job(cr, database.channels)
 

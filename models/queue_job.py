@@ -2,8 +2,8 @@
 from odoo import SUPERUSER_ID, api, exceptions, fields, models
 from odoo.tools import SQL
 
-from .. import execution, schema, transitions
-from ..jobrunner import claim
+from .. import execution
+from ..core import claim, schema, transitions
 from ..job import (
     CANCELLED,
     DONE,
@@ -36,7 +36,7 @@ class QueueJob(models.Model):
     """A stored job.
 
     Jobs are written by ``with_delay()``/``delay()`` and by the state
-    transitions (``transitions.py``). ``create``/``write`` are refused, but
+    transitions (``core/transitions.py``). ``create``/``write`` are refused, but
     to trusted server code that passes :attr:`EDIT_SENTINEL` in the
     ``_job_edit_sentinel`` context key (OCA's API); even then a job's state
     changes through the transitions only.

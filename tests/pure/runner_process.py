@@ -20,9 +20,9 @@ import conftest  # noqa: F401 (imports the addon as package queue_job)
 import psycopg2
 from psycopg2.extensions import make_dsn
 
-from queue_job import transitions
-from queue_job.jobrunner.channels import Channels
-from queue_job.jobrunner.claim import LOCK_NAMESPACE
+from queue_job.core import transitions
+from queue_job.core.channels import Channels
+from queue_job.core.claim import LOCK_NAMESPACE
 from queue_job.jobrunner.databases import served_databases
 from queue_job.jobrunner.runner import Runner, run_until_signalled
 

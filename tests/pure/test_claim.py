@@ -12,9 +12,9 @@ import pytest
 from jobs import insert_graph, insert_job, job_row, set_state, states, wait_until_blocked
 from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED, ISOLATION_LEVEL_REPEATABLE_READ
 
-from queue_job import transitions
-from queue_job.jobrunner.channels import Channels
-from queue_job.jobrunner.claim import (
+from queue_job.core import transitions
+from queue_job.core.channels import Channels
+from queue_job.core.claim import (
     LOCK_NAMESPACE,
     WORKER_DIED,
     claim_job,
@@ -706,7 +706,7 @@ def test_claim_of_a_job_in_an_unconfigured_channel_says_what_it_falls_back_on(co
     insert(conn, channel="root.mail.bulk")
     insert(conn, channel="root.mail")
     insert(conn, channel="root.other")  # falls back on root: OCA says nothing
-    with caplog.at_level(logging.DEBUG, logger="queue_job.jobrunner.claim"):
+    with caplog.at_level(logging.DEBUG, logger="queue_job.core.claim"):
         assert claim(conn, channels) and claim(conn, channels) and claim(conn, channels)
     assert [record.getMessage() for record in caplog.records] == [
         "root.mail.bulk has no specific configuration: using root.mail"

@@ -30,9 +30,8 @@ This module imports nothing from Odoo; it works on an Odoo cursor as on a
 psycopg2 cursor.
 """
 
-from psycopg2.extensions import TRANSACTION_STATUS_IDLE
-
-from .schema import NOW_UTC, RUNNING_SQL, WAITING_SQL
+from .schema import NOW_UTC, START_SET
+from .states import QUEUED_SQL, RUNNING_SQL
 
 DEPENDENCY_FAILED = "DependencyFailed"
 DEPENDENCY_CANCELLED = "DependencyCancelled"
@@ -137,26 +136,6 @@ def _lock(cr, ids, seeds=None, with_causes=False):
             "with_causes": with_causes,
         },
     )
-
-
-def read_committed(cr):
-    """Run the transaction ``cr`` starts next in READ COMMITTED.
-
-    Odoo's cursors default to REPEATABLE READ, whose snapshot would hide the
-    releases and claims that concurrent workers commit while this
-    transaction waits for a row lock: it would fail with a serialization
-    error instead of counting on the latest values. The functions of this
-    module rely on READ COMMITTED when several workers race (the form
-    buttons run in Odoo's requests, which retry on serialization errors).
-
-    PostgreSQL only takes this as a transaction's first statement; a cursor
-    already inside a transaction (an Odoo test's savepoint cursor) keeps its
-    level. On an autocommit connection each statement is a transaction of
-    the session's default level: the runner's executors set it on theirs.
-    """
-    connection = cr.connection
-    if not connection.autocommit and connection.get_transaction_status() == TRANSACTION_STATUS_IDLE:
-        cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
 
 def mark_done(cr, ids, from_states, result=None, release=True):
@@ -415,7 +394,7 @@ def wait_for_more(cr, edges):
             SELECT e.job_id, e.dependency_id
               FROM unnest(%(job_ids)s::int[], %(dependency_ids)s::int[])
                    AS e(job_id, dependency_id)
-              JOIN queue_job j ON j.id = e.job_id AND j.state IN {WAITING_SQL}
+              JOIN queue_job j ON j.id = e.job_id AND j.state IN {QUEUED_SQL}
             ON CONFLICT DO NOTHING
             RETURNING job_id
         )
@@ -437,18 +416,17 @@ def wait_for_more(cr, edges):
 def start(cr, ids, from_states):
     """Move ``ids`` in ``from_states`` that wait for nothing to ``started`` (Run Now).
 
-    The try counts, as when a runner claims a job. Returns the ids that moved.
+    The try counts, as when a runner claims a job: both set :data:`schema.START_SET`. Returns the ids that moved.
     """
     if not ids:
         return []
     cr.execute(
         f"""
-        UPDATE queue_job
-           SET state = 'started', retry = retry + 1,
-               date_enqueued = {NOW_UTC}, date_started = {NOW_UTC}
-         WHERE id = ANY(%(ids)s) AND state = ANY(%(from_states)s)
-           AND pending_dependency_count = 0
-     RETURNING id
+        UPDATE queue_job j
+           SET {START_SET}
+         WHERE j.id = ANY(%(ids)s) AND j.state = ANY(%(from_states)s)
+           AND j.pending_dependency_count = 0
+     RETURNING j.id
         """,
         {"ids": list(ids), "from_states": list(from_states)},
     )
