@@ -56,29 +56,32 @@ CONCURRENCY_RETRY_INTERVAL = 5  # seconds, after a deadlock or serialization fai
 # amortise the round trip, small enough to keep each statement cheap to build.
 INSERT_CHUNK = 1000
 
-_JOB_COLUMNS = (
-    "uuid",
-    "graph_uuid",
-    "name",
-    "model_name",
-    "method_name",
-    "func_string",
-    "records",
-    "record_ids",
-    "args",
-    "kwargs",
-    "user_id",
-    "company_id",
-    "state",
-    "priority",
-    "eta",
-    "retry",
-    "max_retries",
-    "channel",
-    "job_function_id",
-    "identity_key",
-    "pending_dependency_count",
+#: The columns a job is inserted with, and where each value comes from
+#: (``Job._row()``): one list, so that the two cannot drift apart.
+_INSERTED = (
+    ("uuid", lambda job_: job_.uuid),
+    ("graph_uuid", lambda job_: job_.graph_uuid),
+    ("name", lambda job_: job_.description),
+    ("model_name", lambda job_: job_.model_name),
+    ("method_name", lambda job_: job_.method_name),
+    ("func_string", lambda job_: job_.func_string),
+    ("records", lambda job_: Json(job_.encoded_records)),
+    ("record_ids", lambda job_: Json(job_.recordset.ids)),
+    ("args", lambda job_: Json(job_.encoded_args)),
+    ("kwargs", lambda job_: Json(job_.encoded_kwargs)),
+    ("user_id", lambda job_: job_.env.uid),
+    ("company_id", lambda job_: job_.company_id or None),
+    ("state", lambda job_: WAIT_DEPENDENCIES if job_.depends_on else PENDING),
+    ("priority", lambda job_: job_.priority),
+    ("eta", lambda job_: job_.eta),
+    ("retry", lambda job_: 0),
+    ("max_retries", lambda job_: job_.max_retries),
+    ("channel", lambda job_: job_.channel),
+    ("job_function_id", lambda job_: job_.job_config.job_function_id),
+    ("identity_key", lambda job_: job_.identity_key),
+    ("pending_dependency_count", lambda job_: len(job_.depends_on)),
 )
+_JOB_COLUMNS = tuple(column for column, _value in _INSERTED)
 
 
 #: What a loaded Job keeps of its row as is.
@@ -565,30 +568,8 @@ class Job:
         return {name: value for name, value in values.items() if name not in _CORE_FIELDS}
 
     def _row(self):
-        deps = len(self.depends_on)
-        return (
-            self.uuid,
-            self.graph_uuid,
-            self.description,
-            self.model_name,
-            self.method_name,
-            self.func_string,
-            Json(self.encoded_records),
-            Json(self.recordset.ids),
-            Json(self.encoded_args),
-            Json(self.encoded_kwargs),
-            self.env.uid,
-            self.company_id or None,
-            WAIT_DEPENDENCIES if deps else PENDING,
-            self.priority,
-            self.eta,
-            0,
-            self.max_retries,
-            self.channel,
-            self.job_config.job_function_id,
-            self.identity_key,
-            deps,
-        )
+        """The values of :data:`_INSERTED`, for the insert of this job."""
+        return tuple(value(self) for _column, value in _INSERTED)
 
     @classmethod
     def store_many(cls, env, jobs):

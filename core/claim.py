@@ -87,7 +87,7 @@ def claim_job(cr, channels):
     return job
 
 
-def hold_job(cr, job_id):
+def hold_liveness_lock(cr, job_id):
     """Take the liveness lock of ``job_id`` on ``cr``'s connection.
 
     Whoever moves a job to ``started`` must hold it before that commits, or
@@ -96,7 +96,7 @@ def hold_job(cr, job_id):
     cr.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, job_id))
 
 
-def release_job(cr, job_id):
+def drop_liveness_lock(cr, job_id):
     """Drop the liveness lock of ``job_id`` once its outcome is committed.
 
     Odoo's pool would drop it too, but only when it lends the connection

@@ -50,8 +50,8 @@ _UNRELEASED = """(SELECT count(*) FROM queue_job_dependency e
 _EXEC_TIME = f"COALESCE(EXTRACT(EPOCH FROM {NOW_UTC} - date_started), exec_time)"
 
 # Dependents reached from %(ids)s through unreleased edges, walking on through
-# jobs that are still waiting (a job that is not waiting has its own fate).
-_WAITING_DESCENDANTS = """
+# jobs still in wait_dependencies (a job in another state has its own fate).
+_DESCENDANTS_WAITING_DEPENDENCIES = """
     descendants(id, cause_id) AS (
         SELECT e.job_id, e.dependency_id
           FROM queue_job_dependency e
@@ -244,7 +244,7 @@ def _end_with_cascade(cr, ids, from_states, state, exc, causes=()):
                    exc_info = %(exc_info)s
              WHERE id = ANY(%(ids)s) AND state = ANY(%(from_states)s)
          RETURNING id
-        ), {_WAITING_DESCENDANTS.replace("%(ids)s", seeded)},
+        ), {_DESCENDANTS_WAITING_DEPENDENCIES.replace("%(ids)s", seeded)},
         causes AS (
             SELECT DISTINCT ON (d.id) d.id, cause.uuid, cause.name
               FROM descendants d JOIN queue_job cause ON cause.id = d.cause_id

@@ -42,7 +42,7 @@ class OdooBinding:
     def _connect(self, db_name):
         return psycopg2.connect(**self.connection_params(db_name))
 
-    def execute_job(self, db_name, cr, job):
+    def run_job(self, db_name, cr, job):
         # In the job's transaction: reload what other processes changed.
         registry = Registry(db_name).check_signaling(cr)
         # The cursor serves one job after the other: the first environment of

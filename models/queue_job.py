@@ -382,13 +382,13 @@ class QueueJob(models.Model):
         # rescued while it runs. Once unlocked, the row locks of their final
         # transition hold off a rescue until this transaction commits.
         for job_id in started.ids:
-            claim.hold_job(cr, job_id)
+            claim.hold_liveness_lock(cr, job_id)
         try:
             for record in started:
                 execution.run_started(Job._from_record(record.sudo()))
         finally:
             for job_id in started.ids:
-                claim.release_job(cr, job_id)
+                claim.drop_liveness_lock(cr, job_id)
         self.invalidate_model()
         return self._action_result(started, self.env._("%s job(s) run."))
 

@@ -215,11 +215,11 @@ class JobsTrap:
             job_ = min(ready, key=attrgetter("priority"))
             batch.remove(job_)
             self.enqueued_jobs.remove(job_)
-            self._perform(job_)
+            self._run(job_)
             done.add(job_.uuid)
 
     @staticmethod
-    def _perform(job_):
+    def _run(job_):
         # What Job.load gives the runner: the stored form decoded, in an
         # environment of no context of its own.
         env = job_.env(context={})

@@ -86,7 +86,7 @@ class PsycopgBinding:
     def cursor(self, db_name):
         return Cursor(self._connect(db_name))
 
-    def execute_job(self, db_name, cr, job):
+    def run_job(self, db_name, cr, job):
         seconds = float(job["name"])
         cr.execute(
             "INSERT INTO job_execution (job_id, pid, started) "
