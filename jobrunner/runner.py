@@ -24,8 +24,12 @@ serialised in the database, not here: a runner may have more executors than
 it gets slots.
 
 Odoo is not imported here: a :class:`Binding` gives the runner its databases,
-cursors, and the execution of a job. ``odoo_binding.py`` is Odoo's; the pure
+cursors, and the run of a job. ``odoo_binding.py`` is Odoo's; the pure
 tests use one on plain psycopg2.
+
+Over 400 lines: the dispatcher, its per-database state and the executors
+share one set of deadlines and one shutdown, which split modules would
+have to pass back and forth.
 """
 
 import contextlib

@@ -1,4 +1,13 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+"""The ``queue.job`` model: fields, views' actions (Set Done, Requeue, Run Now...)
+and OCA's hooks.
+
+Over 400 lines: OCA's client addons inherit and override this one model
+(its fields, ``_change_job_state``, the failure hooks), so its API stays on
+one class; the SQL it runs lives in ``core/``, running a job in
+``execution.py``.
+"""
+
 from odoo import SUPERUSER_ID, api, exceptions, fields, models
 from odoo.tools import SQL
 
