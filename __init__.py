@@ -1,7 +1,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
 from . import models
 from . import wizards
-from . import schema
+from .core import schema
 
 # OCA's shortcut
 from .job import identity_exact  # noqa: F401

@@ -13,7 +13,8 @@ import logging
 import uuid
 from collections import deque
 
-from .job import Job, must_run_without_delay, run_inline
+from .execution import run_unstored
+from .job import Job, must_run_without_delay
 
 _logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class DelayableGraph(Graph):
         for delayable, job_ in jobs.items():
             delayable._generated_job = job_
         if self._has_to_execute_directly(delayables):
-            run_inline(list(jobs.values()))  # topological order
+            run_unstored(list(jobs.values()))  # topological order
         else:
             Job.store_many(delayables[0].recordset.env, list(jobs.values()))
         return delayables[0]._generated_job if len(delayables) == 1 else None

@@ -7,7 +7,7 @@ how a job graph is held and what a state means to the runner:
 * OCA keeps a job's links in a JSON text column, ``dependencies``
   (``{"depends_on": [uuid, ...], "reverse_depends_on": [uuid, ...]}``), and
   searches it after each job; ours keeps edges in ``queue_job_dependency``
-  with a counter of unreleased ones on each dependent (``transitions.py``);
+  with a counter of unreleased ones on each dependent (``core/transitions.py``);
 * OCA's runner moves a job to ``enqueued`` before it asks an HTTP worker to
   run it; ours claims pending jobs straight to ``started``;
 * OCA counts a try when the job's own transaction commits, ours when it
@@ -30,8 +30,8 @@ cursor, ``tests/pure`` on a psycopg2 one.
 
 import logging
 
-from . import transitions
-from .schema import WAITING_SQL
+from .core import transitions
+from .core.states import QUEUED_SQL
 
 _logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def prepare(cr):
         UPDATE queue_job j SET identity_key = NULL
           FROM (SELECT id, row_number() OVER (PARTITION BY identity_key ORDER BY id) AS rank
                   FROM queue_job
-                 WHERE identity_key IS NOT NULL AND state IN {WAITING_SQL}) twins
+                 WHERE identity_key IS NOT NULL AND state IN {QUEUED_SQL}) twins
          WHERE j.id = twins.id AND twins.rank > 1
         """
     )

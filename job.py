@@ -3,7 +3,12 @@
 
 :class:`Job` validates a call when it is delayed (bad input raises at the
 call site and stores nothing), stores jobs and the edges between them in a
-few multi-row statements, and runs a stored job as its user.
+few multi-row statements, and calls the job's method (:meth:`Job.perform`).
+Running a stored job and recording its outcome is ``execution.py``'s.
+
+Over 400 lines: ``Job`` is OCA's one class, whose public surface (``load``,
+``store``, the ``set_*`` methods, ``perform``, the properties) other addons
+call and override on it, and the value and its storage are one idea.
 """
 
 import hashlib
@@ -11,46 +16,40 @@ import inspect
 import logging
 import os
 import random
-import traceback
 import uuid as uuidlib
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
-import psycopg2
 from psycopg2.extras import Json
 
-from odoo import SUPERUSER_ID, api, models
+from odoo import models
 
-from . import serialization, transitions
+from . import serialization
+from .core import transitions
 from .exception import (
     ChannelNotFound,
     FailedJobError,
     NoSuchJobError,
-    NothingToDoJob,
     RetryableJobError,
 )
-from .schema import NOW_UTC, WAITING_SQL, WAITING_STATES
+from .core.schema import NOW_UTC
+
+# OCA's names of the states, importable from here
+from .core.states import (  # noqa: F401
+    CANCELLED,
+    DONE,
+    ENQUEUED,
+    FAILED,
+    PENDING,
+    QUEUED_SQL,
+    QUEUED_STATES,
+    STARTED,
+    STATES,
+    WAIT_DEPENDENCIES,
+)
 from .utils import must_run_without_delay  # noqa: F401 - OCA imports it from here too
 
 _logger = logging.getLogger(__name__)
-
-WAIT_DEPENDENCIES = "wait_dependencies"
-PENDING = "pending"
-ENQUEUED = "enqueued"
-STARTED = "started"
-DONE = "done"
-CANCELLED = "cancelled"
-FAILED = "failed"
-
-STATES = [
-    (WAIT_DEPENDENCIES, "Wait Dependencies"),
-    (PENDING, "Pending"),
-    (ENQUEUED, "Enqueued"),
-    (STARTED, "Started"),
-    (DONE, "Done"),
-    (CANCELLED, "Cancelled"),
-    (FAILED, "Failed"),
-]
 
 DEFAULT_PRIORITY = 10  # lower runs first
 DEFAULT_MAX_RETRIES = 5  # 0 means retry forever
@@ -61,29 +60,32 @@ CONCURRENCY_RETRY_INTERVAL = 5  # seconds, after a deadlock or serialization fai
 # amortise the round trip, small enough to keep each statement cheap to build.
 INSERT_CHUNK = 1000
 
-_JOB_COLUMNS = (
-    "uuid",
-    "graph_uuid",
-    "name",
-    "model_name",
-    "method_name",
-    "func_string",
-    "records",
-    "record_ids",
-    "args",
-    "kwargs",
-    "user_id",
-    "company_id",
-    "state",
-    "priority",
-    "eta",
-    "retry",
-    "max_retries",
-    "channel",
-    "job_function_id",
-    "identity_key",
-    "pending_dependency_count",
+#: The columns a job is inserted with, and where each value comes from
+#: (``Job._row()``): one list, so that the two cannot drift apart.
+_INSERTED = (
+    ("uuid", lambda job_: job_.uuid),
+    ("graph_uuid", lambda job_: job_.graph_uuid),
+    ("name", lambda job_: job_.description),
+    ("model_name", lambda job_: job_.model_name),
+    ("method_name", lambda job_: job_.method_name),
+    ("func_string", lambda job_: job_.func_string),
+    ("records", lambda job_: Json(job_.encoded_records)),
+    ("record_ids", lambda job_: Json(job_.recordset.ids)),
+    ("args", lambda job_: Json(job_.encoded_args)),
+    ("kwargs", lambda job_: Json(job_.encoded_kwargs)),
+    ("user_id", lambda job_: job_.env.uid),
+    ("company_id", lambda job_: job_.company_id or None),
+    ("state", lambda job_: WAIT_DEPENDENCIES if job_.depends_on else PENDING),
+    ("priority", lambda job_: job_.priority),
+    ("eta", lambda job_: job_.eta),
+    ("retry", lambda job_: 0),
+    ("max_retries", lambda job_: job_.max_retries),
+    ("channel", lambda job_: job_.channel),
+    ("job_function_id", lambda job_: job_.job_config.job_function_id),
+    ("identity_key", lambda job_: job_.identity_key),
+    ("pending_dependency_count", lambda job_: len(job_.depends_on)),
 )
+_JOB_COLUMNS = tuple(column for column, _value in _INSERTED)
 
 
 #: What a loaded Job keeps of its row as is.
@@ -350,7 +352,7 @@ class Job:
             self.env["queue.job"]
             .sudo()
             .search(
-                [("identity_key", "=", self.identity_key), ("state", "in", WAITING_STATES)],
+                [("identity_key", "=", self.identity_key), ("state", "in", QUEUED_STATES)],
                 limit=1,
             )
         )
@@ -570,30 +572,8 @@ class Job:
         return {name: value for name, value in values.items() if name not in _CORE_FIELDS}
 
     def _row(self):
-        deps = len(self.depends_on)
-        return (
-            self.uuid,
-            self.graph_uuid,
-            self.description,
-            self.model_name,
-            self.method_name,
-            self.func_string,
-            Json(self.encoded_records),
-            Json(self.recordset.ids),
-            Json(self.encoded_args),
-            Json(self.encoded_kwargs),
-            self.env.uid,
-            self.company_id or None,
-            WAIT_DEPENDENCIES if deps else PENDING,
-            self.priority,
-            self.eta,
-            0,
-            self.max_retries,
-            self.channel,
-            self.job_config.job_function_id,
-            self.identity_key,
-            deps,
-        )
+        """The values of :data:`_INSERTED`, for the insert of this job."""
+        return tuple(value(self) for _column, value in _INSERTED)
 
     @classmethod
     def store_many(cls, env, jobs):
@@ -680,7 +660,7 @@ class Job:
                 INSERT INTO queue_job ({", ".join((*_JOB_COLUMNS, *extra_columns))}, date_created)
                 VALUES {", ".join([placeholders] * len(chunk))}
                 ON CONFLICT (identity_key)
-                   WHERE identity_key IS NOT NULL AND state IN {WAITING_SQL}
+                   WHERE identity_key IS NOT NULL AND state IN {QUEUED_SQL}
                 DO NOTHING
                 RETURNING uuid, id
                 """,
@@ -706,7 +686,7 @@ class Job:
         env.cr.execute(
             "SELECT identity_key, id, uuid, state FROM queue_job "
             "WHERE identity_key = ANY(%s) AND state = ANY(%s)",
-            ([job_.identity_key for job_ in jobs], list(WAITING_STATES)),
+            ([job_.identity_key for job_ in jobs], list(QUEUED_STATES)),
         )
         existing = {row[0]: row[1:] for row in env.cr.fetchall()}
         vanished = []
@@ -780,13 +760,6 @@ class Job:
     def _result_text(self, result):
         return None if result is None else str(result)
 
-    def record_failure(self, err):
-        """Fail the job (and its dependents) for ``err``; runs in a clean
-        transaction. Then calls the job function's on-fail method, if any."""
-        _record_failure(self.env, self.id, err)
-        if self.job_config.on_fail_method_name:
-            self.on_fail(_exc_values(err))
-
     def on_fail(self, fail_vals):
         """Call the on-fail method on the job's records with ``fail_vals``
         (``exc_name``, ``exc_message``, ``exc_info``). If it raises, its
@@ -796,127 +769,3 @@ class Job:
                 getattr(self.recordset, self.job_config.on_fail_method_name)(**fail_vals)
         except Exception:  # noqa: BLE001 - the job's failure is recorded already
             _logger.exception("On-fail method of job %s failed", self.uuid)
-
-    def record_retry(self, err):
-        """Postpone the job after a retryable error, or fail it if it is out of tries.
-
-        :meth:`perform` has counted the try (or given it back, for
-        ``ignore_retry``): the stored count follows. Its own retryable errors
-        that are out of tries have become failures there already.
-        """
-        if self._out_of_tries():
-            self.record_failure(self._max_retries_error(err))
-            return
-        transitions.retry_later(
-            self.env.cr,
-            [self.id],
-            self._get_retry_seconds(err.seconds),
-            retry=self.retry,
-            **_exc_values(err),
-        )
-
-    def execute(self):
-        """Run this claimed job and record the outcome, as the jobrunner does.
-
-        The job's writes and its own move to ``done`` commit together, in
-        Odoo's usual REPEATABLE READ transaction. The release of its
-        dependents, or the record of its failure or retry, follows in a READ
-        COMMITTED transaction, where concurrent workers releasing the same
-        callback queue up on its row instead of failing to serialize (see
-        :func:`transitions.read_committed`). A crash between the two leaves
-        unreleased edges that the runner's rescue releases later.
-        """
-        cr = self.env.cr
-        # The claim counted this try in the database; perform() counts it
-        # again on the job, as OCA's does.
-        self.retry -= 1
-        try:
-            try:
-                result = self._result_text(self.perform())
-            except NothingToDoJob as err:
-                result = str(err) or "Nothing to do: job set to done"
-            self.env.flush_all()
-            moved = transitions.mark_done(
-                cr, [self.id], (STARTED,), result=result, release=False
-            )
-            if not moved:
-                cr.rollback()
-                _logger.error(
-                    "Job %s was no longer started by this worker when it ended "
-                    "(requeued by a peer?): its writes were rolled back",
-                    self.uuid,
-                )
-                return
-            cr.commit()
-            if self.graph_uuid:  # only a job of a graph can have dependents
-                transitions.read_committed(cr)
-                transitions.release_dependents(cr, [self.id])
-                cr.commit()
-        except (RetryableJobError, psycopg2.errors.TransactionRollbackError) as err:
-            if isinstance(err, psycopg2.Error):
-                err = RetryableJobError(str(err), seconds=CONCURRENCY_RETRY_INTERVAL)
-            with _outcome_transaction(cr):
-                self.record_retry(err)
-        except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            raise  # the connection is gone: the runner reconnects, rescue requeues
-        except Exception as err:
-            _logger.info("Job %s failed", self.uuid, exc_info=True)
-            with _outcome_transaction(cr):
-                self.record_failure(err)
-
-
-def execute_claimed_job(cr, row):
-    """Run the job of ``row`` (its ``queue_job`` row as a dict, as the claim
-    returns it), just claimed on ``cr``, as its user; commit its outcome.
-
-    Called by the jobrunner with an Odoo cursor. Raises only when the
-    database connection fails.
-    """
-    env = api.Environment(cr, SUPERUSER_ID, {})
-    try:
-        job_ = Job._from_values(env, row)
-    except Exception as err:  # noqa: BLE001 - recorded on the job
-        # It cannot even be loaded (its model is gone with its module, say):
-        # no later try would do better.
-        _logger.info("Job %s cannot be loaded", row["uuid"], exc_info=True)
-        with _outcome_transaction(cr):
-            _record_failure(env, row["id"], err)
-        return
-    job_.execute()
-
-
-@contextmanager
-def _outcome_transaction(cr):
-    """Drop the job's transaction, then record its outcome in a READ COMMITTED
-    transaction of its own (see :meth:`Job.execute`), committed on leaving."""
-    cr.rollback()
-    transitions.read_committed(cr)
-    yield
-    cr.commit()
-
-
-def _exc_values(err):
-    """The exception fields of a job, for ``err`` being handled."""
-    return {
-        "exc_name": f"{type(err).__module__}.{type(err).__qualname__}",
-        "exc_message": str(err),
-        "exc_info": traceback.format_exc(),
-    }
-
-
-def _record_failure(env, job_id, err):
-    """Fail started job ``job_id`` (and its dependents) for ``err``; tell whom it concerns."""
-    transitions.mark_failed(env.cr, [job_id], (STARTED,), **_exc_values(err))
-    env["queue.job"].sudo().browse(job_id)._message_post_on_failure()
-
-
-def run_inline(jobs):
-    """Run ``jobs`` (not stored, in dependency order) now, in the caller's transaction.
-
-    The no-delay mode (``QUEUE_JOB__NO_DELAY`` or the ``queue_job__no_delay``
-    context key): errors propagate to the caller as they would without jobs.
-    """
-    for job_ in jobs:
-        job_.result = job_.perform()
-        job_.state = DONE
-

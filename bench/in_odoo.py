@@ -109,7 +109,7 @@ def release_cost(env, members):
     ``BASELINE_SAMPLES`` members, to keep the run short.
     """
     try:
-        from odoo.addons.queue_job import transitions
+        from odoo.addons.queue_job.core import isolation, transitions
     except ImportError:
         return {"skipped": "this queue_job has no transitions module"}
 
@@ -134,7 +134,7 @@ def release_cost(env, members):
 
     def timed_release(job_id):
         started = time.perf_counter()
-        transitions.read_committed(cr)
+        isolation.read_committed(cr)
         transitions.release_dependents(cr, [job_id])
         cr.commit()
         return time.perf_counter() - started

@@ -9,9 +9,10 @@ from odoo.modules.registry import Registry
 from odoo.sql_db import Connection, ConnectionPool, connection_info_for
 from odoo.tools import config
 
-from ..job import execute_claimed_job
-from . import databases, settings
-from .channels import configured_channels
+from ..core import settings
+from ..core.channels import configured_channels
+from ..execution import run_claimed
+from . import databases
 from .runner import Runner
 
 
@@ -41,14 +42,14 @@ class OdooBinding:
     def _connect(self, db_name):
         return psycopg2.connect(**self.connection_params(db_name))
 
-    def execute_job(self, db_name, cr, job):
+    def run_job(self, db_name, cr, job):
         # In the job's transaction: reload what other processes changed.
         registry = Registry(db_name).check_signaling(cr)
         # The cursor serves one job after the other: the first environment of
         # this job makes it a new transaction (empty caches, current registry).
         cr.transaction = None
         try:
-            execute_claimed_job(cr, job)
+            run_claimed(cr, job)
         except Exception:
             registry.reset_changes()
             raise

@@ -24,8 +24,12 @@ serialised in the database, not here: a runner may have more executors than
 it gets slots.
 
 Odoo is not imported here: a :class:`Binding` gives the runner its databases,
-cursors, and the execution of a job. ``odoo_binding.py`` is Odoo's; the pure
+cursors, and the run of a job. ``odoo_binding.py`` is Odoo's; the pure
 tests use one on plain psycopg2.
+
+Over 400 lines: the dispatcher, its per-database state and the executors
+share one set of deadlines and one shutdown, which split modules would
+have to pass back and forth.
 """
 
 import contextlib
@@ -40,10 +44,9 @@ from typing import Protocol
 
 import psycopg2
 
-from .. import schema
-from ..schema import ETA_PAYLOAD, NOTIFY_CHANNEL
-from . import claim
-from .channels import ChannelsConfigError
+from ..core import claim, isolation, schema
+from ..core.channels import ChannelsConfigError
+from ..core.schema import ETA_PAYLOAD, NOTIFY_CHANNEL
 from .databases import UnknownDatabaseError
 
 _logger = logging.getLogger(__name__)
@@ -83,7 +86,7 @@ class Binding(Protocol):
         connection, on which the executor claims and unlocks jobs.
         """
 
-    def execute_job(self, db_name, cr, job):
+    def run_job(self, db_name, cr, job):
         """Run ``job`` (the claimed row, a dict) on ``cr``, and commit its outcome.
 
         Raise only when the database connection fails.
@@ -213,15 +216,15 @@ class _Session:
             return False
         database.executors.wake()  # more may be claimable: let a peer look
         try:
-            database.binding.execute_job(database.name, self._cr, job)
+            database.binding.run_job(database.name, self._cr, job)
         finally:
             # Its outcome committed, the job is no longer the rescue's
-            # business; if execute_job raised, it stays started and unlocked,
+            # business; if run_job raised, it stays started and unlocked,
             # and the rescue requeues it. (A connection given back to a pool
             # would keep the lock until the pool lends it again.)
             self._cr.rollback()
             with _autocommit_cursor(self._cr) as cr:
-                if not claim.release_job(cr, job["id"]):
+                if not claim.drop_liveness_lock(cr, job["id"]):
                     _logger.warning(
                         "database %s: job %s had lost its liveness lock", database.name, job["id"]
                     )
@@ -233,8 +236,8 @@ class _Session:
             self._cr = database.binding.cursor(database.name)
             with _autocommit_cursor(self._cr) as cr:
                 # Claims must be READ COMMITTED (see queue_job_claim in
-                # schema.py); the jobs' transactions say their own level.
-                cr.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                # core/schema.py); the jobs' transactions say their own level.
+                isolation.read_committed_session(cr)
         with _autocommit_cursor(self._cr) as cr:
             return claim.claim_job(cr, database.channels)
 
@@ -262,8 +265,9 @@ def _autocommit_cursor(cr):
         connection.autocommit = False
 
 
-class _Database:
-    """A database the runner serves: its LISTEN connection, its deadlines, its executors."""
+class _DatabaseDispatcher:
+    """What the dispatcher keeps of one database it serves: its LISTEN
+    connection, its deadlines, its executors."""
 
     def __init__(self, name, binding, channels):
         self.name = name
@@ -405,8 +409,8 @@ class Runner:
     def __init__(self, binding, channels):
         self._binding = binding
         self._channels = channels
-        self._databases = {}  # name -> _Database, served now
-        self._retired = []  # _Database no longer served, whose last jobs may run
+        self._databases = {}  # name -> _DatabaseDispatcher, served now
+        self._retired = []  # _DatabaseDispatcher no longer served, whose last jobs may run
         self._discover_at = 0.0
         self._discovery_backoff = _Backoff()
         self._discovered = False
@@ -492,7 +496,7 @@ class Runner:
                 _logger.info(
                     "serving database %s with channels %s", name, self._channels
                 )
-                self._databases[name] = _Database(name, self._binding, self._channels)
+                self._databases[name] = _DatabaseDispatcher(name, self._binding, self._channels)
         for name in set(self._databases) - set(names):
             _logger.info("database %s: no longer served", name)
             database = self._databases.pop(name)

@@ -1,12 +1,18 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
-import logging
+"""The ``queue.job`` model: fields, views' actions (Set Done, Requeue, Run Now...)
+and OCA's hooks.
+
+Over 400 lines: OCA's client addons inherit and override this one model
+(its fields, ``_change_job_state``, the failure hooks), so its API stays on
+one class; the SQL it runs lives in ``core/``, running a job in
+``execution.py``.
+"""
 
 from odoo import SUPERUSER_ID, api, exceptions, fields, models
 from odoo.tools import SQL
 
-from .. import schema, transitions
-from ..jobrunner import claim
-from ..exception import NothingToDoJob
+from .. import execution
+from ..core import claim, schema, transitions
 from ..job import (
     CANCELLED,
     DONE,
@@ -18,8 +24,6 @@ from ..job import (
     WAIT_DEPENDENCIES,
     Job,
 )
-
-_logger = logging.getLogger(__name__)
 
 MANAGER_GROUP = "queue_job.group_queue_job_manager"
 
@@ -41,7 +45,7 @@ class QueueJob(models.Model):
     """A stored job.
 
     Jobs are written by ``with_delay()``/``delay()`` and by the state
-    transitions (``transitions.py``). ``create``/``write`` are refused, but
+    transitions (``core/transitions.py``). ``create``/``write`` are refused, but
     to trusted server code that passes :attr:`EDIT_SENTINEL` in the
     ``_job_edit_sentinel`` context key (OCA's API); even then a job's state
     changes through the transitions only.
@@ -387,32 +391,15 @@ class QueueJob(models.Model):
         # rescued while it runs. Once unlocked, the row locks of their final
         # transition hold off a rescue until this transaction commits.
         for job_id in started.ids:
-            claim.hold_job(cr, job_id)
+            claim.hold_liveness_lock(cr, job_id)
         try:
             for record in started:
-                self._run_started(Job._from_record(record.sudo()))
+                execution.run_started(Job._from_record(record.sudo()))
         finally:
             for job_id in started.ids:
-                claim.release_job(cr, job_id)
+                claim.drop_liveness_lock(cr, job_id)
         self.invalidate_model()
         return self._action_result(started, self.env._("%s job(s) run."))
-
-    def _run_started(self, job_):
-        """Run ``job_`` (started) in a savepoint and record its outcome."""
-        try:
-            with self.env.cr.savepoint():
-                try:
-                    result = job_.perform()
-                except NothingToDoJob as err:
-                    result = str(err) or None
-                self.env.flush_all()
-        except Exception as err:  # noqa: BLE001 - the job's own failure is recorded
-            _logger.info("Job %s failed (Run Now)", job_.uuid, exc_info=True)
-            job_.record_failure(err)
-            return
-        transitions.mark_done(
-            self.env.cr, [job_.id], (STARTED,), result=job_._result_text(result)
-        )
 
     # ------------------------------------------------------------------
     # Related action and notifications

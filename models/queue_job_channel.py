@@ -4,8 +4,8 @@ import re
 from odoo import api, exceptions, fields, models, tools
 
 from ..job import PENDING
-from ..jobrunner.channels import ChannelsConfigError, configured_channels
-from ..schema import RUNNING_STATES
+from ..core.channels import ChannelsConfigError, configured_channels
+from ..core.states import RUNNING_STATES
 
 
 class QueueJobChannel(models.Model):

@@ -26,9 +26,9 @@ from unittest import mock
 
 from odoo.tests.case import TestCase
 
-from .. import serialization
+from .. import execution, serialization
 from ..delay import Delayable, DelayableGraph
-from ..job import DONE, PENDING, WAIT_DEPENDENCIES, Job
+from ..job import PENDING, WAIT_DEPENDENCIES, Job
 
 _logger = logging.getLogger(__name__)
 
@@ -215,19 +215,18 @@ class JobsTrap:
             job_ = min(ready, key=attrgetter("priority"))
             batch.remove(job_)
             self.enqueued_jobs.remove(job_)
-            self._perform(job_)
+            self._run(job_)
             done.add(job_.uuid)
 
     @staticmethod
-    def _perform(job_):
+    def _run(job_):
         # What Job.load gives the runner: the stored form decoded, in an
         # environment of no context of its own.
         env = job_.env(context={})
         job_.recordset = serialization.decode(job_.encoded_records, env)
         job_.args = tuple(serialization.decode(job_.encoded_args, env))
         job_.kwargs = serialization.decode(job_.encoded_kwargs, env)
-        job_.result = job_.perform()
-        job_.state = DONE
+        execution.run_unstored([job_])
 
     def _calls_text(self):
         if not self.calls:

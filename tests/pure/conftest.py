@@ -1,10 +1,10 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
 """Fixtures for the tests that need PostgreSQL but not Odoo.
 
-The addon's pure modules (``schema``, ``transitions``, ``jobrunner.channels``,
-``jobrunner.claim``) import nothing from Odoo. They are imported here as the
-package ``queue_job`` without running the addon's ``__init__`` (which loads
-the Odoo models).
+The addon's core (``core/``: ``schema``, ``transitions``, ``claim``,
+``channels``, ...) and the runner (``jobrunner.runner``) import nothing from
+Odoo. They are imported here as the package ``queue_job`` without running
+the addon's ``__init__`` (which loads the Odoo models).
 
 ``QUEUE_JOB_TABLES`` is the part of the ORM's ``queue_job`` table these
 modules use; ``test_queue_job``'s ``test_pure_schema`` checks it against the
@@ -26,7 +26,7 @@ if "queue_job" not in sys.modules:
     package.__path__ = [ADDON_DIR]
     sys.modules["queue_job"] = package
 
-from queue_job import schema  # noqa: E402
+from queue_job.core import schema  # noqa: E402
 
 QUEUE_JOB_TABLES = """
 CREATE TABLE queue_job (

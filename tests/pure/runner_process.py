@@ -7,7 +7,7 @@
 database's). The fake job sleeps for the number of seconds in its ``name``,
 records its execution in ``job_execution`` (pid, start and end by the
 database clock) and ends done through ``transitions.mark_done``, as
-``execute_claimed_job`` does in Odoo. Every connection has the application
+``execution.run_claimed`` does in Odoo. Every connection has the application
 name :data:`APPLICATION_NAME`, for the tests to find them.
 """
 
@@ -20,9 +20,9 @@ import conftest  # noqa: F401 (imports the addon as package queue_job)
 import psycopg2
 from psycopg2.extensions import make_dsn
 
-from queue_job import transitions
-from queue_job.jobrunner.channels import Channels
-from queue_job.jobrunner.claim import LOCK_NAMESPACE
+from queue_job.core import transitions
+from queue_job.core.channels import Channels
+from queue_job.core.claim import LOCK_NAMESPACE
 from queue_job.jobrunner.databases import served_databases
 from queue_job.jobrunner.runner import Runner, run_until_signalled
 
@@ -86,7 +86,7 @@ class PsycopgBinding:
     def cursor(self, db_name):
         return Cursor(self._connect(db_name))
 
-    def execute_job(self, db_name, cr, job):
+    def run_job(self, db_name, cr, job):
         seconds = float(job["name"])
         cr.execute(
             "INSERT INTO job_execution (job_id, pid, started) "

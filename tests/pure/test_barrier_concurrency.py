@@ -26,7 +26,7 @@ import psycopg2.errors
 import pytest
 from jobs import insert_graph, job_row, set_state, states, wait_until_blocked
 
-from queue_job import transitions
+from queue_job.core import isolation, transitions
 
 RAN = ("started",)
 SET_DONE = ("wait_dependencies", "pending", "enqueued", "failed", "cancelled")
@@ -184,7 +184,7 @@ def finish(job_id, watch_id, fail=False, runner=False, redelivered=False):
                         raise
                     conn.rollback()
                     moved = []
-                transitions.read_committed(cr)
+                isolation.read_committed(cr)
                 transitions.release_dependents(cr, [job_id])
             else:
                 moved = transitions.mark_done(cr, [job_id], RAN)

@@ -5,8 +5,8 @@ import doctest
 
 import pytest
 
-from queue_job.jobrunner import channels as channels_module
-from queue_job.jobrunner.channels import (
+from queue_job.core import channels as channels_module
+from queue_job.core.channels import (
     Channel,
     Channels,
     ChannelsConfigError,

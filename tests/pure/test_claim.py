@@ -12,13 +12,13 @@ import pytest
 from jobs import insert_graph, insert_job, job_row, set_state, states, wait_until_blocked
 from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED, ISOLATION_LEVEL_REPEATABLE_READ
 
-from queue_job import transitions
-from queue_job.jobrunner.channels import Channels
-from queue_job.jobrunner.claim import (
+from queue_job.core import transitions
+from queue_job.core.channels import Channels
+from queue_job.core.claim import (
     LOCK_NAMESPACE,
     WORKER_DIED,
     claim_job,
-    release_job,
+    drop_liveness_lock,
     rescue_orphans,
     seconds_until_next_eta,
 )
@@ -116,8 +116,8 @@ def test_claim_starts_the_job_counts_the_try_and_takes_its_liveness_lock(connect
     assert claimed == job
     assert claimed["name"] == "the job"
     with worker.cursor() as cr:
-        assert release_job(cr, job_id) is True
-        assert release_job(cr, job_id) is False
+        assert drop_liveness_lock(cr, job_id) is True
+        assert drop_liveness_lock(cr, job_id) is False
     worker.commit()
     assert liveness_lock_holders(observer, job_id) == []
 
@@ -306,7 +306,7 @@ def test_claim_reads_the_first_pending_jobs_in_index_order(conn, setting):
             cr.execute(SEQ_SCANS)
             assert cr.fetchone() == (before,)
             transitions.mark_done(cr, [job_id], ("started",))
-        release_job(conn.cursor(), job_id)
+        drop_liveness_lock(conn.cursor(), job_id)
 
 
 def test_enqueued_jobs_take_slots(conn):
@@ -372,7 +372,7 @@ def test_concurrent_workers_never_exceed_capacity_and_run_each_job_once(connect,
             with worker, worker.cursor() as cr:
                 assert transitions.mark_done(cr, [job_id], ("started",)) == [job_id]
             with worker, worker.cursor() as cr:
-                assert release_job(cr, job_id)
+                assert drop_liveness_lock(cr, job_id)
 
     with ThreadPoolExecutor(8) as pool:
         for result in [pool.submit(work, connect()) for _ in range(8)]:
@@ -470,7 +470,7 @@ def test_rescue_leaves_a_job_that_ends_meanwhile_as_it_ended(connect, conn):
     # rescue finds the job started and no longer locked.
     with worker.cursor() as cr:
         transitions.mark_done(cr, [job_id], ("started",), result="ok")
-        release_job(cr, job_id)
+        drop_liveness_lock(cr, job_id)
     rescuer, observer = connect(), connect()
     observer.autocommit = True
     with ThreadPoolExecutor(1) as pool:
@@ -706,7 +706,7 @@ def test_claim_of_a_job_in_an_unconfigured_channel_says_what_it_falls_back_on(co
     insert(conn, channel="root.mail.bulk")
     insert(conn, channel="root.mail")
     insert(conn, channel="root.other")  # falls back on root: OCA says nothing
-    with caplog.at_level(logging.DEBUG, logger="queue_job.jobrunner.claim"):
+    with caplog.at_level(logging.DEBUG, logger="queue_job.core.claim"):
         assert claim(conn, channels) and claim(conn, channels) and claim(conn, channels)
     assert [record.getMessage() for record in caplog.records] == [
         "root.mail.bulk has no specific configuration: using root.mail"

@@ -14,7 +14,8 @@ import pytest
 from jobs import counter_mismatches, insert_job, job_row
 from psycopg2.extras import Json
 
-from queue_job import from_oca, schema
+from queue_job import from_oca
+from queue_job.core import schema
 
 OCA_COLUMNS = """
     ALTER TABLE queue_job ADD COLUMN dependencies text, ADD COLUMN date_cancelled timestamp,

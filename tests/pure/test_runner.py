@@ -15,8 +15,8 @@ from jobs import insert_job
 from psycopg2.extensions import parse_dsn
 from runner_process import APPLICATION_NAME
 
-from queue_job import schema, transitions
-from queue_job.jobrunner.claim import WORKER_DIED
+from queue_job.core import schema, transitions
+from queue_job.core.claim import WORKER_DIED
 from queue_job.jobrunner.runner import RECONNECT_DELAY, RECONNECT_DELAY_MAX, RESCUE_INTERVAL
 
 RUNNER_PROCESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner_process.py")

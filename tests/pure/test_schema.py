@@ -1,7 +1,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
 """The database objects of schema.py: created by ensure(), removed by drop()."""
 
-from queue_job import schema
+from queue_job.core import schema
 
 
 def test_drop_removes_the_functions_and_table_that_ensure_creates(conn):

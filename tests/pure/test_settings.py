@@ -3,7 +3,7 @@
 
 import doctest
 
-from queue_job.jobrunner import settings
+from queue_job.core import settings
 
 
 def test_doctests():

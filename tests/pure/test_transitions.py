@@ -23,8 +23,8 @@ from jobs import (
     wait_until_blocked,
 )
 
-from queue_job import transitions
-from queue_job.schema import ETA_PAYLOAD, NOTIFY_CHANNEL
+from queue_job.core import transitions
+from queue_job.core.schema import ETA_PAYLOAD, NOTIFY_CHANNEL
 
 #: What the runner passes after a job ran.
 RAN = ("started",)

@@ -8,7 +8,7 @@ the test transaction, so a job's rollback really drops its writes.
 
 from odoo.tests.common import TransactionCase
 
-from odoo.addons.queue_job.job import execute_claimed_job
+from odoo.addons.queue_job.execution import run_claimed
 
 
 class JobRunnerCase(TransactionCase):
@@ -38,7 +38,7 @@ class JobRunnerCase(TransactionCase):
             columns = [column.name for column in cr.description]
             self.assertTrue(row, f"{record.name} is not pending")
             cr.commit()
-            execute_claimed_job(cr, dict(zip(columns, row, strict=True)))
+            run_claimed(cr, dict(zip(columns, row, strict=True)))
         self.env.invalidate_all()
 
     def drain(self, limit=100):
@@ -51,6 +51,15 @@ class JobRunnerCase(TransactionCase):
                 return
             self.run_job(pending)
         raise AssertionError("jobs kept coming: a job graph loops?")
+
+    def seconds_to_eta(self, job):
+        """Seconds from now to ``job``'s eta, rounded."""
+        self.env.cr.execute(
+            "SELECT EXTRACT(EPOCH FROM eta - (clock_timestamp() AT TIME ZONE 'UTC')) "
+            "FROM queue_job WHERE id = %s",
+            (job.id,),
+        )
+        return round(self.env.cr.fetchone()[0])
 
     def log_tags(self):
         return self.Log.search([]).mapped("tag")

@@ -14,14 +14,6 @@ class TestExecution(JobRunnerCase):
     def delay(self, method, *args, **properties):
         return self.job_of(getattr(self.record.with_delay(**properties), method)(*args))
 
-    def seconds_to_eta(self, job):
-        self.env.cr.execute(
-            "SELECT EXTRACT(EPOCH FROM eta - (clock_timestamp() AT TIME ZONE 'UTC')) "
-            "FROM queue_job WHERE id = %s",
-            (job.id,),
-        )
-        return round(self.env.cr.fetchone()[0])
-
     def test_done_with_result_and_timings(self):
         job = self.delay("increment", 3)
         self.run_job(job)
@@ -139,6 +131,42 @@ class TestExecution(JobRunnerCase):
             {"nested": [1, 2.5, None, True, "é", [3, 4]]},
         )
         self.assertEqual(job.result, str((expected, {"when": date(2026, 5, 6)})))
+
+
+@tagged("post_install", "-at_install")
+class TestRunNowMatchesTheRunner(JobRunnerCase):
+    """Run Now records what the jobrunner records: both go through execution.run."""
+
+    def outcomes(self, method, *args, **properties):
+        """(state, result, retry, exc_message, seconds to eta, record name) of
+        a job run by the runner and of the same job run by Run Now."""
+        found = []
+        for run in (self.run_job, lambda job: job.run_now()):
+            self.record.name = "test record"
+            job = self.job_of(getattr(self.record.with_delay(**properties), method)(*args))
+            run(job)
+            self.env.invalidate_all()
+            eta = self.seconds_to_eta(job) if job.eta else None
+            found.append(
+                (job.state, job.result, job.retry, job.exc_message, eta, self.record.name)
+            )
+        return found
+
+    def test_a_retryable_error_retries(self):
+        runner, run_now = self.outcomes("retry_later", "later", max_retries=3)
+        self.assertEqual(runner, ("pending", False, 1, "later", 1, "test record"))
+        self.assertEqual(run_now, runner)
+
+    def test_a_retryable_error_out_of_tries_fails(self):
+        runner, run_now = self.outcomes("retry_later", "later", max_retries=1)
+        self.assertEqual(runner[:3], ("failed", False, 1))
+        self.assertIn("Max. retries (1) reached", runner[3])
+        self.assertEqual(run_now, runner)
+
+    def test_nothing_to_do_without_message_stores_the_default_result(self):
+        runner, run_now = self.outcomes("nothing_to_do", "")
+        self.assertEqual(runner[:3], ("done", "Nothing to do: job set to done", 1))
+        self.assertEqual(run_now, runner)
 
 
 @tagged("post_install", "-at_install")

@@ -27,12 +27,13 @@ order, so two transactions releasing overlapping dependents (say the members
 of ``chain(group(a, b), group(c, d))``) queue up instead of deadlocking.
 
 This module imports nothing from Odoo; it works on an Odoo cursor as on a
-psycopg2 cursor.
+psycopg2 cursor. Over 400 lines, most of them SQL: the house keeps every
+statement that changes a job's state in one module (and the claim's in
+``schema.py``), so that none is written twice.
 """
 
-from psycopg2.extensions import TRANSACTION_STATUS_IDLE
-
-from .schema import NOW_UTC, RUNNING_SQL, WAITING_SQL
+from .schema import NOW_UTC, START_SET
+from .states import QUEUED_SQL, RUNNING_SQL
 
 DEPENDENCY_FAILED = "DependencyFailed"
 DEPENDENCY_CANCELLED = "DependencyCancelled"
@@ -51,8 +52,8 @@ _UNRELEASED = """(SELECT count(*) FROM queue_job_dependency e
 _EXEC_TIME = f"COALESCE(EXTRACT(EPOCH FROM {NOW_UTC} - date_started), exec_time)"
 
 # Dependents reached from %(ids)s through unreleased edges, walking on through
-# jobs that are still waiting (a job that is not waiting has its own fate).
-_WAITING_DESCENDANTS = """
+# jobs still in wait_dependencies (a job in another state has its own fate).
+_DESCENDANTS_WAITING_DEPENDENCIES = """
     descendants(id, cause_id) AS (
         SELECT e.job_id, e.dependency_id
           FROM queue_job_dependency e
@@ -137,26 +138,6 @@ def _lock(cr, ids, seeds=None, with_causes=False):
             "with_causes": with_causes,
         },
     )
-
-
-def read_committed(cr):
-    """Run the transaction ``cr`` starts next in READ COMMITTED.
-
-    Odoo's cursors default to REPEATABLE READ, whose snapshot would hide the
-    releases and claims that concurrent workers commit while this
-    transaction waits for a row lock: it would fail with a serialization
-    error instead of counting on the latest values. The functions of this
-    module rely on READ COMMITTED when several workers race (the form
-    buttons run in Odoo's requests, which retry on serialization errors).
-
-    PostgreSQL only takes this as a transaction's first statement; a cursor
-    already inside a transaction (an Odoo test's savepoint cursor) keeps its
-    level. On an autocommit connection each statement is a transaction of
-    the session's default level: the runner's executors set it on theirs.
-    """
-    connection = cr.connection
-    if not connection.autocommit and connection.get_transaction_status() == TRANSACTION_STATUS_IDLE:
-        cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
 
 def mark_done(cr, ids, from_states, result=None, release=True):
@@ -265,7 +246,7 @@ def _end_with_cascade(cr, ids, from_states, state, exc, causes=()):
                    exc_info = %(exc_info)s
              WHERE id = ANY(%(ids)s) AND state = ANY(%(from_states)s)
          RETURNING id
-        ), {_WAITING_DESCENDANTS.replace("%(ids)s", seeded)},
+        ), {_DESCENDANTS_WAITING_DEPENDENCIES.replace("%(ids)s", seeded)},
         causes AS (
             SELECT DISTINCT ON (d.id) d.id, cause.uuid, cause.name
               FROM descendants d JOIN queue_job cause ON cause.id = d.cause_id
@@ -415,7 +396,7 @@ def wait_for_more(cr, edges):
             SELECT e.job_id, e.dependency_id
               FROM unnest(%(job_ids)s::int[], %(dependency_ids)s::int[])
                    AS e(job_id, dependency_id)
-              JOIN queue_job j ON j.id = e.job_id AND j.state IN {WAITING_SQL}
+              JOIN queue_job j ON j.id = e.job_id AND j.state IN {QUEUED_SQL}
             ON CONFLICT DO NOTHING
             RETURNING job_id
         )
@@ -437,18 +418,17 @@ def wait_for_more(cr, edges):
 def start(cr, ids, from_states):
     """Move ``ids`` in ``from_states`` that wait for nothing to ``started`` (Run Now).
 
-    The try counts, as when a runner claims a job. Returns the ids that moved.
+    The try counts, as when a runner claims a job: both set :data:`schema.START_SET`. Returns the ids that moved.
     """
     if not ids:
         return []
     cr.execute(
         f"""
-        UPDATE queue_job
-           SET state = 'started', retry = retry + 1,
-               date_enqueued = {NOW_UTC}, date_started = {NOW_UTC}
-         WHERE id = ANY(%(ids)s) AND state = ANY(%(from_states)s)
-           AND pending_dependency_count = 0
-     RETURNING id
+        UPDATE queue_job j
+           SET {START_SET}
+         WHERE j.id = ANY(%(ids)s) AND j.state = ANY(%(from_states)s)
+           AND j.pending_dependency_count = 0
+     RETURNING j.id
         """,
         {"ids": list(ids), "from_states": list(from_states)},
     )

@@ -17,13 +17,14 @@ of hosts. Two advisory locks, both in :data:`LOCK_NAMESPACE`, carry it:
 
 Each function takes a DB-API cursor (an Odoo cursor or a psycopg2 one) and
 leaves the transaction open: the caller commits. The claim and the rescue
-start their transaction in READ COMMITTED (see ``transitions.read_committed``).
+start their transaction in READ COMMITTED (see ``isolation.read_committed``).
 """
 
 import logging
 
-from .. import transitions
-from ..schema import CLAIM_LOCK_KEY, NOW_UTC, RUNNING_SQL, RUNNING_STATES
+from . import isolation, transitions
+from .schema import CLAIM_LOCK_KEY, NOW_UTC
+from .states import RUNNING_SQL, RUNNING_STATES
 from .channels import ROOT
 
 _logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def _lock_claims(cr):
     # that waits for the claim lock: the rescue would not see the claims
     # committed while it waited. In READ COMMITTED each statement after the
     # lock sees every earlier claim.
-    transitions.read_committed(cr)
+    isolation.read_committed(cr)
     cr.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, CLAIM_LOCK_KEY))
 
 
@@ -62,7 +63,7 @@ def claim_job(cr, channels):
     session's default isolation to be READ COMMITTED.
     """
     configured = list(channels.channels.values())
-    transitions.read_committed(cr)
+    isolation.read_committed(cr)
     cr.execute(
         "SELECT * FROM queue_job_claim(%s, %s, %s, %s, %s)",
         (
@@ -86,7 +87,7 @@ def claim_job(cr, channels):
     return job
 
 
-def hold_job(cr, job_id):
+def hold_liveness_lock(cr, job_id):
     """Take the liveness lock of ``job_id`` on ``cr``'s connection.
 
     Whoever moves a job to ``started`` must hold it before that commits, or
@@ -95,7 +96,7 @@ def hold_job(cr, job_id):
     cr.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, job_id))
 
 
-def release_job(cr, job_id):
+def drop_liveness_lock(cr, job_id):
     """Drop the liveness lock of ``job_id`` once its outcome is committed.
 
     Odoo's pool would drop it too, but only when it lends the connection

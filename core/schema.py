@@ -6,6 +6,8 @@ This module imports nothing from Odoo: ``queue.job``'s ``init()`` calls
 on a plain psycopg2 cursor, so both see exactly the same database objects.
 """
 
+from .states import QUEUED_SQL, RUNNING_SQL
+
 #: The channel runners ``LISTEN`` on (see ``queue_job_notify`` below).
 NOTIFY_CHANNEL = "queue_job"
 #: Payload of a notification whose jobs include one waiting for a future eta.
@@ -17,6 +19,14 @@ ETA_PAYLOAD = "eta"
 #: and its ``date_done`` must say when it ended.
 NOW_UTC = "(clock_timestamp() AT TIME ZONE 'UTC')"
 
+#: What starting a job sets, on ``queue_job`` aliased ``j``: the claim
+#: (``queue_job_claim`` below) and Run Now (``transitions.start``) alike.
+#: The try counts.
+START_SET = (
+    f"state = 'started', date_enqueued = {NOW_UTC}, date_started = {NOW_UTC}, "
+    "retry = j.retry + 1"
+)
+
 #: The version of the objects below, bumped whenever they change: a runner
 #: serves a database only once its module is updated to this version.
 VERSION = 3
@@ -26,22 +36,6 @@ _CLAIM_FUNCTION_NAMED = (
     "queue_job_claim(lock_namespace integer, channel_names varchar[], capacities integer[],"
     " sequential boolean[], throttles integer[])"
 )
-
-#: States in which a job waits for a runner (the identity key is unique among them).
-WAITING_STATES = ("wait_dependencies", "pending", "enqueued")
-
-#: States in which a job holds a slot of its channel.
-RUNNING_STATES = ("enqueued", "started")
-
-
-def _sql_list(values):
-    return "({})".format(", ".join(f"'{value}'" for value in values))
-
-
-#: The same states, as SQL writes them after ``IN``. Partial indexes and the
-#: statements that should use them spell their predicates alike.
-WAITING_SQL = _sql_list(WAITING_STATES)
-RUNNING_SQL = _sql_list(RUNNING_STATES)
 
 def _under(job_channel, channel):
     """SQL: the job channel ``job_channel`` is ``channel`` or under it.
@@ -54,7 +48,7 @@ def _under(job_channel, channel):
 
 
 #: Second key of the claim lock, under the runners' lock namespace
-#: (``jobrunner/claim.py``); job ids, the keys of liveness locks, start at 1.
+#: (``claim.py``); job ids, the keys of liveness locks, start at 1.
 CLAIM_LOCK_KEY = 0
 
 _STATEMENTS = (
@@ -101,7 +95,7 @@ _STATEMENTS = (
     CREATE UNIQUE INDEX IF NOT EXISTS queue_job_identity_key_uniq
         ON queue_job (identity_key)
         WHERE identity_key IS NOT NULL
-          AND state IN {WAITING_SQL}
+          AND state IN {QUEUED_SQL}
     """,
     # Statement-level: a 10,000-row insert sends one notification, not
     # 10,000. Runners only need waking when a job may have become runnable:
@@ -156,12 +150,12 @@ _STATEMENTS = (
     """,
     # Signatures of earlier versions: CREATE OR REPLACE would add an overload.
     "DROP FUNCTION IF EXISTS queue_job_claim(integer, varchar[], integer[])",
-    # The claim of a runner (see jobrunner/claim.py, which calls it): one
+    # The claim of a runner (see claim.py, which calls it): one
     # round trip, and plans that PL/pgSQL prepares once per connection.
     # VOLATILE, so that in READ COMMITTED each statement takes a snapshot of
     # its own: the statements after the claim lock see every claim committed
     # while this one waited for it. The channels are those of
-    # jobrunner/channels.py, as arrays: a capacity NULL for no limit (0 for a
+    # channels.py, as arrays: a capacity NULL for no limit (0 for a
     # paused channel), a throttle 0 for none.
     f"""
     CREATE OR REPLACE FUNCTION {_CLAIM_FUNCTION_NAMED} RETURNS SETOF queue_job AS $$
@@ -182,7 +176,7 @@ _STATEMENTS = (
         now_utc := {NOW_UTC};
         -- Channels that start no job now, nor any under them: full (a job
         -- counts against its channel and every configured ancestor, root
-        -- included, as jobrunner/channels.py describes), throttled, or
+        -- included, as channels.py describes), throttled, or
         -- sequential with a failed job of its own.
         SELECT COALESCE(array_agg(c.name), '{{}}') INTO blocked
           FROM unnest(channel_names, capacities, sequential, throttles)
@@ -220,8 +214,7 @@ _STATEMENTS = (
         -- hide the jobs of other channels. SKIP LOCKED passes over a job that
         -- a user's transaction holds instead of waiting for it.
         UPDATE queue_job j
-           SET state = 'started', date_enqueued = {NOW_UTC},
-               date_started = {NOW_UTC}, retry = j.retry + 1
+           SET {START_SET}
          WHERE j.id = (
                SELECT c.id FROM queue_job c
                 WHERE c.state = 'pending' AND (c.eta IS NULL OR c.eta <= now_utc)
