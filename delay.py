@@ -288,6 +288,10 @@ class Delayable(_Composite):
         if "recordset" in state and not (state.get("_generated_job") or state.get("_was_split")):
             _logger.warning("Delayable %s was prepared but never delayed", self)
 
+    def _job_properties(self):
+        """The job properties of this delayable, by name (``priority``, ``eta``...)."""
+        return {name: getattr(self, name) for name in self._properties}
+
     def set(self, *args, **kwargs):
         """Set job properties, from a dict and/or keywords; returns self."""
         for properties in (*args, kwargs):
@@ -330,7 +334,7 @@ class Delayable(_Composite):
         parts = []
         for index in range(count):
             part = Delayable(records[index * size : (index + 1) * size])
-            part.set({name: getattr(self, name) for name in self._properties})
+            part.set(self._job_properties())
             part.set(description=f"{description} (split {index + 1}/{count})")
             getattr(part, self._job_method.__name__)(*self._job_args, **self._job_kwargs)
             parts.append(part)
@@ -344,7 +348,7 @@ class Delayable(_Composite):
             self._job_method,
             args=self._job_args,
             kwargs=self._job_kwargs,
-            **{name: getattr(self, name) for name in self._properties},
+            **self._job_properties(),
         )
 
 
@@ -389,9 +393,7 @@ class DelayableRecordset:
         if self.delayable._job_method is not None:
             # A second call is a job of its own, with the same properties.
             done = self.delayable
-            self.delayable = Delayable(
-                done.recordset, **{prop: getattr(done, prop) for prop in Delayable._properties}
-            )
+            self.delayable = Delayable(done.recordset, **done._job_properties())
         store_call = getattr(self.delayable, name)  # AttributeError for an unknown method
 
         def delay(*args, **kwargs):

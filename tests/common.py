@@ -127,7 +127,7 @@ class JobsTrap:
             method=delayable._job_method,
             args=delayable._job_args,
             kwargs=delayable._job_kwargs,
-            properties={name: getattr(delayable, name) for name in Delayable._properties},
+            properties=delayable._job_properties(),
         )
 
     def _keep(self, env, jobs):
