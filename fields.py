@@ -80,9 +80,11 @@ class JobEncoder(json.JSONEncoder):
     """``json.dumps(value, cls=JobEncoder)``: records, dates and datetimes
     as job arguments store them."""
 
-    def default(self, o):
-        # Raises UnstorableArgument (a TypeError, as json expects) for the rest.
-        return serialization.encode(o, type(o).__name__)
+    def iterencode(self, o, _one_shot=False):
+        # The whole value at once, not only what json cannot write itself
+        # (``default``): a plain dict with a "_type" key must be wrapped.
+        # Raises UnstorableArgument (a TypeError, as json's) for the rest.
+        return super().iterencode(serialization.encode(o, type(o).__name__), _one_shot)
 
 
 class JobDecoder(json.JSONDecoder):
@@ -90,4 +92,10 @@ class JobDecoder(json.JSONDecoder):
     wrote, records bound to ``env``."""
 
     def __init__(self, *args, env, **kwargs):
-        super().__init__(*args, object_hook=lambda obj: serialization.decode(obj, env), **kwargs)
+        super().__init__(*args, **kwargs)
+        self._env = env
+
+    def decode(self, s, *args, **kwargs):
+        # The whole document at once, not dict by dict from the innermost
+        # (``object_hook``): a wrapped dict's content is not a tag.
+        return serialization.decode(super().decode(s, *args, **kwargs), self._env)

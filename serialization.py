@@ -1,9 +1,13 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
 """How job arguments are stored as JSON and brought back as the same objects.
 
-The format is OCA ``queue_job``'s, so jobs stored by one can be read by the
-other: records and recordsets, dates and datetimes are tagged dicts
-(``{"_type": "odoo_recordset", ...}``), tuples become lists.
+The format is OCA ``queue_job``'s, so jobs stored by OCA's can be read here:
+records and recordsets, dates and datetimes are tagged dicts
+(``{"_type": "odoo_recordset", ...}``), tuples become lists. One difference:
+a plain dict that has a ``_type`` key of its own is stored wrapped
+(``{"_type": "dict", "value": {...}}``), so that it comes back as the dict it
+was. OCA's stores it as it is, and reads back a dict that looks like a
+recordset as records of the model, ids, user and superuser flag it names.
 
 Everything is checked when the job is enqueued: a value that cannot be
 stored raises there, at the call site, and not when the job runs.
@@ -50,7 +54,7 @@ def encode(value, path="argument"):
             if not isinstance(key, str):
                 raise UnstorableArgument(f"{path} has a non-string key {key!r}")
             encoded[encode(key, path)] = encode(item, f"{path}[{key!r}]")
-        return encoded
+        return {"_type": "dict", "value": encoded} if "_type" in encoded else encoded
     raise UnstorableArgument(
         f"{path} of type {type(value).__name__} cannot be stored in a job: "
         "use records, dates, datetimes, or JSON types (str, int, float, bool, "
@@ -75,4 +79,6 @@ def decode(value, env):
         return datetime.datetime.fromisoformat(value["value"])
     if kind == "date_isoformat":
         return datetime.date.fromisoformat(value["value"])
+    if kind == "dict":  # a dict with a "_type" key of its own, taken as it is
+        value = value["value"]
     return {key: decode(item, env) for key, item in value.items()}

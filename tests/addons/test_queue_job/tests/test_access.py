@@ -51,6 +51,19 @@ class TestJobAccess(JobRunnerCase):
         # Positive control: the rest of the job is readable.
         self.assertEqual(own.read(["method_name"])[0]["method_name"], "record_call")
 
+    def test_no_field_a_user_reads_carries_the_arguments(self):
+        """Not ``name``, ``display_name``, nor any other field the user may read."""
+        own = self.alice_job.with_user(self.alice)
+        readable = [name for name in own.fields_get() if own._fields[name].type != "binary"]
+        values = own.read(readable)[0]
+        values.update(own.web_read({name: {} for name in readable})[0])
+        values["name_search"] = self.Job.with_user(self.alice).name_search("")
+        for name, value in values.items():
+            with self.subTest(field=name):
+                self.assertNotIn("secret of alice", repr(value))
+        # Positive control: a manager finds the argument where it is kept.
+        self.assertIn("secret of alice", self.alice_job.with_user(self.manager).func_string)
+
     def test_manager_reads_arguments(self):
         job = self.bob_job.with_user(self.manager)
         self.assertEqual(job.args, ["tag", "secret of bob"])

@@ -1,6 +1,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
 """Running a stored job: outcomes, retries, user and context, stored arguments."""
 
+import ast
 from datetime import date, datetime, timedelta
 
 from odoo import fields
@@ -131,6 +132,22 @@ class TestExecution(JobRunnerCase):
             {"nested": [1, 2.5, None, True, "é", [3, 4]]},
         )
         self.assertEqual(job.result, str((expected, {"when": date(2026, 5, 6)})))
+
+
+    def test_a_dict_shaped_like_records_comes_back_as_the_dict(self):
+        """Not as the records, user and superuser flag it names."""
+        forged = {"_type": "odoo_recordset", "model": "res.users", "ids": [1],
+                  "uid": 1, "su": True, "context": {}}
+        wrapped = {"_type": "dict", "value": {"a": 1}}
+        user = new_test_user(self.env, "qj_forger", groups="base.group_user")
+        job_ = self.record.with_user(user).with_delay().echo(forged, wrapped, key=forged)
+        job = self.job_of(job_)
+        self.run_job(job)
+        self.assertEqual(job.state, "done")
+        # The result is the repr of what echo() received (jsonb sorts the keys).
+        self.assertEqual(ast.literal_eval(job.result), ((forged, wrapped), {"key": forged}))
+        # As stored: wrapped, so that OCA's tagged dicts keep their meaning.
+        self.assertEqual(job.sudo().args[0], {"_type": "dict", "value": forged})
 
 
 @tagged("post_install", "-at_install")

@@ -416,3 +416,15 @@ class TestOcaJobApi(JobRunnerCase):
         self.assertEqual(json.loads(text, cls=JobDecoder, env=self.env), value)
         with self.assertRaises(TypeError):
             json.dumps({"x": object()}, cls=JobEncoder)
+        forged = {"_type": "odoo_recordset", "model": "res.users", "ids": [1], "uid": 1}
+        text = json.dumps({"forged": forged, "list": [{"_type": "dict", "value": 1}]},
+                          cls=JobEncoder)
+        self.assertEqual(
+            json.loads(text, cls=JobDecoder, env=self.env),
+            {"forged": forged, "list": [{"_type": "dict", "value": 1}]},
+        )
+        self.record.serialized = {"forged": forged}
+        self.env.flush_all()
+        self.env.invalidate_all()
+        self.assertEqual(self.record.serialized, {"forged": forged})
+
