@@ -8,7 +8,10 @@ one class; the SQL it runs lives in ``core/``, running a job in
 ``execution.py``.
 """
 
+import psycopg2
+
 from odoo import SUPERUSER_ID, api, exceptions, fields, models
+from odoo.sql_db import connection_info_for
 from odoo.tools import SQL
 
 from .. import execution
@@ -385,19 +388,18 @@ class QueueJob(models.Model):
         skipped.
         """
         started = self._transition(transitions.start, RUN_NOW_FROM)
-        cr = self.env.cr
+        dbname = self.env.cr.dbname
         # Started jobs need their liveness lock, as in the runner: a job
         # allowed to commit would otherwise show 'started' with no lock and be
-        # rescued while it runs. Once unlocked, the row locks of their final
-        # transition hold off a rescue until this transaction commits.
-        for job_id in started.ids:
-            claim.hold_liveness_lock(cr, job_id)
-        try:
+        # rescued while it runs. The locks live on a connection of their own,
+        # closed when the jobs are over, whatever happened to this
+        # transaction. Once unlocked, the row locks of their final transition
+        # hold off a rescue until this transaction commits.
+        with claim.liveness_locks_elsewhere(
+            lambda: psycopg2.connect(**connection_info_for(dbname)[1]), started.ids
+        ):
             for record in started:
                 execution.run_started(Job._from_record(record.sudo()))
-        finally:
-            for job_id in started.ids:
-                claim.drop_liveness_lock(cr, job_id)
         self.invalidate_model()
         return self._action_result(started, self.env._("%s job(s) run."))
 

@@ -1,4 +1,5 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+import collections
 import functools
 import time
 
@@ -10,6 +11,10 @@ from odoo.addons.queue_job.exception import (
     RetryableJobError,
 )
 from odoo.addons.queue_job.fields import JobSerialized
+
+
+# Runs of fail_to_serialize, by job uuid: kept across the rollbacks of its failures.
+SERIALIZATION_FAILURES = collections.Counter()
 
 
 class TestQueueJob(models.Model):
@@ -89,6 +94,26 @@ class TestQueueJob(models.Model):
 
     def commit_inside(self):
         self.env.cr.commit()
+
+    def exceed_statement_timeout(self):
+        """Fail with the server's QueryCanceled, on a connection that stays up."""
+        self.write({"name": "written before the timeout"})
+        self.env.cr.execute("SET LOCAL statement_timeout = 10")
+        self.env.cr.execute("SELECT pg_sleep(1)", log_exceptions=False)
+
+    def fail_to_serialize(self, times):
+        """Fail with a serialization failure (SQLSTATE 40001, raised by the
+        server) in the first ``times`` runs of the job, then succeed."""
+        self.write({"name": "written before failing to serialize"})
+        job_uuid = self.env.context.get("job_uuid")
+        SERIALIZATION_FAILURES[job_uuid] += 1
+        if SERIALIZATION_FAILURES[job_uuid] <= times:
+            self.env.cr.execute(
+                "DO $$ BEGIN RAISE EXCEPTION 'could not serialize access'"
+                " USING ERRCODE = 'serialization_failure'; END $$",
+                log_exceptions=False,
+            )
+        return SERIALIZATION_FAILURES[job_uuid]
 
     def sleep(self, seconds):
         time.sleep(seconds)
