@@ -494,7 +494,12 @@ class Runner:
         for name in names:
             if name not in self._databases:
                 _logger.info(
-                    "serving database %s with channels %s", name, self._channels
+                    "serving database %s with channels %s: up to %d connections"
+                    " (%d executors, 1 to listen)",
+                    name,
+                    self._channels,
+                    self._channels.root_capacity + 1,
+                    self._channels.root_capacity,
                 )
                 self._databases[name] = _DatabaseDispatcher(name, self._binding, self._channels)
         for name in set(self._databases) - set(names):

@@ -11,6 +11,7 @@ from contextlib import closing
 
 import psycopg2
 import pytest
+from conftest import create_database, drop_database
 from jobs import insert_job
 from psycopg2.extensions import parse_dsn
 from runner_process import APPLICATION_NAME
@@ -22,10 +23,9 @@ from queue_job.jobrunner.runner import RECONNECT_DELAY, RECONNECT_DELAY_MAX, RES
 RUNNER_PROCESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner_process.py")
 
 
-@pytest.fixture(scope="module")
-def served_database(database):
-    """The test database as a runner serves it: queue_job installed, executions recorded."""
-    with closing(psycopg2.connect(database)) as conn, conn, conn.cursor() as cr:
+def make_served(dsn):
+    """Make database ``dsn`` one that a runner serves: queue_job installed, executions recorded."""
+    with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cr:
         cr.execute("CREATE TABLE ir_module_module (name varchar, state varchar)")
         cr.execute("INSERT INTO ir_module_module VALUES ('queue_job', 'installed')")
         cr.execute(
@@ -33,7 +33,21 @@ def served_database(database):
                    pid integer, started timestamp with time zone,
                    ended timestamp with time zone)"""
         )
-    return database
+    return dsn
+
+
+@pytest.fixture(scope="module")
+def served_database(database):
+    """The test database as a runner serves it."""
+    return make_served(database)
+
+
+@pytest.fixture(scope="module")
+def other_served_database():
+    """A second database that a runner serves, dropped at the end."""
+    dsn = make_served(create_database())
+    yield dsn
+    drop_database(dsn)
 
 
 @pytest.fixture
@@ -333,6 +347,82 @@ def test_two_runners_space_the_starts_of_a_throttled_channel(db, start_runner):
     assert max(gaps) < 1.5, gaps
     for runner in runners:
         assert "Traceback" not in runner.log_path.read_text()
+
+
+def runner_connections(conn):
+    """Connections of runner processes to ``conn``'s database, now."""
+    return run_sql(
+        conn,
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name = %s AND datname = current_database()",
+        (APPLICATION_NAME,),
+    )[0][0]
+
+
+def test_a_runner_serving_several_databases_bounds_connections_per_database(
+    db, other_served_database, start_runner, connect
+):
+    other = psycopg2.connect(other_served_database)
+    try:
+        databases = {parse_dsn(dsn)["dbname"]: conn for dsn, conn in (
+            (db.dsn, db), (other_served_database, other))}
+        jobs = {name: insert_jobs(conn, 0.3, count=6) for name, conn in databases.items()}
+        runner = start_runner("root:2", *databases)
+        most = dict.fromkeys(databases, 0)
+        while not all(
+            run_sql(conn, "SELECT bool_and(state = 'done') FROM queue_job WHERE id = ANY(%s)",
+                    (jobs[name],))[0][0]
+            for name, conn in databases.items()
+        ):
+            for name, conn in databases.items():
+                most[name] = max(most[name], runner_connections(conn))
+            time.sleep(0.05)
+        # Two executors and the LISTEN connection (the discovery's come and go).
+        assert all(1 <= count <= 3 for count in most.values()), most
+        log = runner.log_path.read_text()
+        for name in databases:
+            assert log.count(f"serving database {name} with channels") == 1
+            assert f"serving database {name} with channels root:2: up to 3 connections" in log
+        assert "Traceback" not in log
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("level_of", ["database", "role"])
+def test_runners_on_a_database_whose_default_is_repeatable_read(db, start_runner, level_of):
+    """Claims, rescue and eta wake-ups start their transactions in READ COMMITTED."""
+    [(dbname,)] = run_sql(db, "SELECT current_database()")
+    target = {"database": f'DATABASE "{dbname}"', "role": f'ROLE CURRENT_USER IN DATABASE "{dbname}"'}
+    run_sql(db, f"ALTER {target[level_of]} SET default_transaction_isolation = 'repeatable read'")
+    try:
+        with closing(psycopg2.connect(db.dsn)) as probe, probe.cursor() as cr:
+            cr.execute("SHOW default_transaction_isolation")
+            assert cr.fetchone() == ("repeatable read",)
+        runners = {runner.pid: runner for runner in (start_runner("root:2"), start_runner("root:2"))}
+        job_ids = insert_jobs(db, 0.05, count=40)
+        wait_until_done(db, job_ids, timeout=20)
+        rows = run_sql(db, "SELECT job_id FROM job_execution WHERE job_id = ANY(%s)", (job_ids,))
+        assert sorted(job_id for (job_id,) in rows) == sorted(job_ids), "each job runs once"
+        # The rescue, after kill -9 of the runner running a job.
+        [job_id] = insert_jobs(db, 1.5)
+        [(victim, _, _)] = wait_for(lambda: executions(db, job_id), 10, "job never started")
+        os.kill(victim, signal.SIGKILL)
+        wait_until_done(db, [job_id], timeout=RESCUE_INTERVAL + 5)
+        # An eta wakes the survivor.
+        with db, db.cursor() as cr:
+            job_id = insert_job(cr, name="0")
+            cr.execute(
+                "UPDATE queue_job SET eta = (clock_timestamp() AT TIME ZONE 'UTC')"
+                " + interval '1 s' WHERE id = %s",
+                (job_id,),
+            )
+        wait_until_done(db, [job_id], timeout=3)
+        for pid, runner in runners.items():
+            if pid != victim:
+                log = runner.log_path.read_text()
+                assert "Traceback" not in log and "could not serialize" not in log
+    finally:
+        run_sql(db, f"ALTER {target[level_of]} RESET default_transaction_isolation")
 
 
 @pytest.mark.parametrize(
