@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 
@@ -14,11 +15,17 @@ import pytest
 from conftest import create_database, drop_database
 from jobs import insert_job
 from psycopg2.extensions import parse_dsn
-from runner_process import APPLICATION_NAME
+from runner_process import APPLICATION_NAME, PsycopgBinding
 
 from queue_job.core import schema, transitions
+from queue_job.core.channels import Channels
 from queue_job.core.claim import WORKER_DIED
-from queue_job.jobrunner.runner import RECONNECT_DELAY, RECONNECT_DELAY_MAX, RESCUE_INTERVAL
+from queue_job.jobrunner.runner import (
+    RECONNECT_DELAY,
+    RECONNECT_DELAY_MAX,
+    RESCUE_INTERVAL,
+    Runner,
+)
 
 RUNNER_PROCESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner_process.py")
 
@@ -236,18 +243,23 @@ def test_idle_runner_sleeps_and_picks_up_a_new_job_quickly(db, start_runner):
     assert (started - committed_at).total_seconds() < 1
 
 
+def insert_job_due_in(conn, seconds):
+    """Insert a job that does nothing, with an eta ``seconds`` from now; (its id, its eta)."""
+    with conn, conn.cursor() as cr:
+        job_id = insert_job(cr, name="0")
+        cr.execute(
+            "UPDATE queue_job SET eta = (clock_timestamp() AT TIME ZONE 'UTC')"
+            " + make_interval(secs => %s) WHERE id = %s RETURNING eta",
+            (seconds, job_id),
+        )
+        return job_id, cr.fetchone()[0]
+
+
 def test_runner_wakes_up_for_an_eta(db, start_runner):
     start_runner("root:1")
     warm_up = insert_jobs(db, 0)
     wait_until_done(db, warm_up, timeout=10)
-    with db, db.cursor() as cr:
-        job_id = insert_job(cr, name="0")
-        cr.execute(
-            "UPDATE queue_job SET eta = (clock_timestamp() AT TIME ZONE 'UTC') + interval '1.5 s'"
-            " WHERE id = %s RETURNING eta",
-            (job_id,),
-        )
-        [eta] = cr.fetchone()
+    job_id, eta = insert_job_due_in(db, 1.5)
     [(_, started, _)] = wait_for(lambda: executions(db, job_id), 5, "job never started")
     [(lateness,)] = run_sql(
         db, "SELECT EXTRACT(EPOCH FROM (%s AT TIME ZONE 'UTC') - %s)", (started, eta)
@@ -289,6 +301,32 @@ def test_sigterm_lets_the_running_job_finish_and_claims_no_more(db, start_runner
     states = dict(run_sql(db, "SELECT id, state FROM queue_job"))
     assert states == {running: "done", waiting: "pending"}
     assert executions(db, waiting) == []
+
+
+@pytest.mark.parametrize("grace_period", [None, 0.3])
+def test_stop_waits_for_running_jobs_as_long_as_asked(db, served_database, grace_period):
+    """In process: the prefork worker's stop at its soft memory limit (None)
+    and at a server stop (a grace period)."""
+    binding = PsycopgBinding(served_database, [parse_dsn(served_database)["dbname"]])
+    runner = Runner(binding, Channels.parse("root:1"))
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        [running, waiting] = insert_jobs(db, 1.5, count=2)
+        wait_for(lambda: executions(db, running), 10, "job never started")
+        runner.stop(grace_period)
+        thread.join(10)
+        assert not thread.is_alive()
+        [(_, _, ended)] = executions(db, running)
+        if grace_period is None:
+            assert ended is not None, "the running job finished first"
+        else:
+            assert ended is None, "left running after its grace period"
+        assert executions(db, waiting) == [], "no claim after the stop"
+    finally:
+        runner.stop()
+        thread.join(10)
+        wait_for(lambda: executions(db, running)[0][2], 5, "the job never ended")
 
 
 def insert_channel_jobs(conn, channel, seconds, count=1):
@@ -409,13 +447,7 @@ def test_runners_on_a_database_whose_default_is_repeatable_read(db, start_runner
         os.kill(victim, signal.SIGKILL)
         wait_until_done(db, [job_id], timeout=RESCUE_INTERVAL + 5)
         # An eta wakes the survivor.
-        with db, db.cursor() as cr:
-            job_id = insert_job(cr, name="0")
-            cr.execute(
-                "UPDATE queue_job SET eta = (clock_timestamp() AT TIME ZONE 'UTC')"
-                " + interval '1 s' WHERE id = %s",
-                (job_id,),
-            )
+        job_id, _eta = insert_job_due_in(db, 1)
         wait_until_done(db, [job_id], timeout=3)
         for pid, runner in runners.items():
             if pid != victim:
