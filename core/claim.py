@@ -108,6 +108,11 @@ def liveness_locks_elsewhere(connect, job_ids):
     transaction: they must be started (their rows locked by that
     transaction) first, or a runner could claim one of them and wait for its
     liveness lock under the claim lock.
+
+    Yields the connection's cursor (in autocommit), on which the block drops
+    the lock of each job whose run is over (:func:`drop_liveness_lock`): a
+    job whose retry committed is pending again, and a runner claiming it
+    must not wait for the others.
     """
     connection = connect()
     try:
@@ -115,7 +120,7 @@ def liveness_locks_elsewhere(connect, job_ids):
         with connection.cursor() as cr:
             for job_id in job_ids:
                 hold_liveness_lock(cr, job_id)
-        yield
+            yield cr
     finally:
         connection.close()
 

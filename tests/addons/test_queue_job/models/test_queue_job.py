@@ -2,9 +2,14 @@
 import collections
 import functools
 import time
+from contextlib import closing
+
+import psycopg2
 
 from odoo import fields, models
+from odoo.sql_db import connection_info_for
 
+from odoo.addons.queue_job.core.claim import LOCK_NAMESPACE
 from odoo.addons.queue_job.exception import (
     FailedJobError,
     NothingToDoJob,
@@ -94,6 +99,30 @@ class TestQueueJob(models.Model):
 
     def commit_inside(self):
         self.env.cr.commit()
+
+    def liveness_locks_held(self):
+        """The ids of the jobs whose liveness lock a session holds now (its
+        job function allows commits, so Run Now runs it as the runner does)."""
+        self.env.cr.execute(
+            """
+            SELECT objid::int FROM pg_locks
+             WHERE locktype = 'advisory' AND objsubid = 2 AND classid = %s::oid
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             ORDER BY 1
+            """,
+            (LOCK_NAMESPACE,),
+        )
+        return [job_id for (job_id,) in self.env.cr.fetchall()]
+
+    def committed_state(self):
+        """The state of this job that other transactions see now."""
+        dbname = self.env.cr.dbname
+        with closing(psycopg2.connect(**connection_info_for(dbname)[1])) as conn:
+            with conn.cursor() as cr:
+                cr.execute(
+                    "SELECT state FROM queue_job WHERE uuid = %s", (self.env.context["job_uuid"],)
+                )
+                return cr.fetchone()[0]
 
     def exceed_statement_timeout(self):
         """Fail with the server's QueryCanceled, on a connection that stays up."""

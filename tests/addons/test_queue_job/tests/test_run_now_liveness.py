@@ -7,6 +7,8 @@ connection again, and a runner claiming that job would wait for it under the
 claim lock.
 """
 
+import ast
+
 import psycopg2
 
 from odoo import SUPERUSER_ID, api
@@ -15,7 +17,6 @@ from odoo.sql_db import connection_info_for, db_connect
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import mute_logger
 
-from odoo.addons.queue_job.core.claim import LOCK_NAMESPACE
 from odoo.addons.queue_job.delay import chain
 
 
@@ -30,15 +31,7 @@ class TestRunNowLiveness(TransactionCase):
 
     def liveness_locks(self):
         """Job ids whose liveness lock some session of the database holds."""
-        self.env.cr.execute(
-            """
-            SELECT objid::int FROM pg_locks
-             WHERE locktype = 'advisory' AND objsubid = 2 AND classid = %s::oid
-               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-            """,
-            (LOCK_NAMESPACE,),
-        )
-        return [job_id for (job_id,) in self.env.cr.fetchall()]
+        return self.env["test.queue.job"].liveness_locks_held()
 
     def committed_jobs(self, make):
         """Store the jobs that ``make(record)`` delays on a real cursor; their ids.
@@ -107,3 +100,47 @@ class TestRunNowLiveness(TransactionCase):
         with self.real_cursor() as cr:
             cr.execute("SELECT state FROM queue_job WHERE id = %s", (first_id,))
             self.assertEqual(cr.fetchone(), ("pending",), "the request rolled back")
+
+    def test_run_now_drops_each_lock_when_its_job_is_over(self):
+        # Jobs allowed to commit: each one's outcome is committed when it is
+        # over; were it pending again, a runner claiming it must not wait for
+        # its lock while Run Now runs the next job.
+        job_ids = self.committed_jobs(
+            lambda record: [record.with_delay().liveness_locks_held().id for _job in range(2)]
+        )
+        with self.real_cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            env["queue.job"].browse(job_ids).run_now()
+            cr.commit()
+            cr.execute("SELECT id, state, result FROM queue_job WHERE id = ANY(%s)", (job_ids,))
+            rows = cr.fetchall()
+        self.assertEqual({state for _id, state, _result in rows}, {"done"})
+        seen = {job_id: ast.literal_eval(result) for job_id, _state, result in rows}
+        first, second = sorted(job_ids, key=lambda job_id: -len(seen[job_id]))
+        self.assertEqual(seen[first], sorted(job_ids), "both locks held while the first runs")
+        self.assertEqual(seen[second], [second], "the first one's dropped when it was over")
+        self.assertEqual(self.liveness_locks(), [])
+
+    def test_run_now_runs_the_jobs_allowed_to_commit_last(self):
+        # The first of them commits what Run Now did so far: a job running
+        # in the request's transaction after it would be seen started with
+        # its lock dropped before its outcome is committed.
+        committing, in_savepoint = self.committed_jobs(
+            lambda record: [
+                record.with_delay().liveness_locks_held().id,
+                record.with_delay().committed_state().id,
+            ]
+        )
+        with self.real_cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            env["queue.job"].browse([committing, in_savepoint]).run_now()
+            cr.commit()
+            cr.execute(
+                "SELECT id, state, result FROM queue_job WHERE id = ANY(%s) ORDER BY id",
+                ([committing, in_savepoint],),
+            )
+            rows = cr.fetchall()
+        self.assertEqual(
+            rows,
+            [(committing, "done", str([committing])), (in_savepoint, "done", "pending")],
+        )
