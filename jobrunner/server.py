@@ -105,13 +105,15 @@ class RunnerWorker(server.Worker):
         self.watchdog_timeout = None  # a job takes the time it takes
         self.runner_started = False
         self.runner_thread = None
-        # The worker ends by its own decision (a limit), not by a signal.
-        self.ended_by_limit = False
+        # Asked to stop by the server (SIGINT), rather than ending at a limit.
+        self.stopped_by_server = False
+
+    def signal_handler(self, sig, frame):
+        self.stopped_by_server = True
+        super().signal_handler(sig, frame)
 
     def check_limits(self):
         super().check_limits()
-        if not self.alive:
-            self.ended_by_limit = True
         # limit_time_cpu is a budget per request; here jobs run for as long
         # as the process lives.
         _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
@@ -135,7 +137,7 @@ class RunnerWorker(server.Worker):
 
     def stop(self):
         if self.runner_thread:
-            self.runner_thread.stop(None if self.ended_by_limit else STOP_GRACE_PERIOD)
+            self.runner_thread.stop(STOP_GRACE_PERIOD if self.stopped_by_server else None)
 
 
 def _hook_prefork_server():
