@@ -144,3 +144,13 @@ class TestRunNowLiveness(TransactionCase):
             rows,
             [(committing, "done", str([committing])), (in_savepoint, "done", "pending")],
         )
+
+    def test_run_now_of_a_job_failing_to_serialize_leaves_no_lock(self):
+        (job_id,) = self.committed_jobs(lambda record: [record.with_delay().fail_to_serialize(1).id])
+        with self.real_cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            env["queue.job"].browse(job_id).run_now()
+            cr.commit()
+            cr.execute("SELECT state, retry, exc_name FROM queue_job WHERE id = %s", (job_id,))
+            self.assertEqual(cr.fetchone(), ("pending", 0, "psycopg2.errors.SerializationFailure"))
+        self.assertEqual(self.liveness_locks(), [])
