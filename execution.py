@@ -13,13 +13,17 @@ A stored, started job runs through :func:`run`, whatever started it:
   two leaves unreleased edges that the runner's rescue releases later.
 * Run Now (``queue.job.run_now``), inside the request's transaction: the
   job runs in a savepoint, rolled back if it fails, and the outcome is
-  recorded in the same transaction.
+  recorded in the same transaction; a job allowed to commit runs in
+  transactions of its own, as in the runner (:func:`run_started`).
 
 Both get the same outcomes: ``done`` with the method's result (or the
 message of a :class:`NothingToDoJob`), ``pending`` again later after a
-:class:`RetryableJobError` or a serialization failure (``failed`` once out of
-tries), ``failed`` with its traceback otherwise, then the job function's
-on-fail method.
+:class:`RetryableJobError` (``failed`` once out of tries) or a concurrency
+failure of the database (serialization failure, deadlock, lock not
+available: the try is given back), ``failed`` with its traceback otherwise
+(any other database error too, under its own name, ``QueryCanceled`` say),
+then the job function's on-fail method. Only a lost connection leaves the
+job ``started``, for the rescue.
 
 Jobs that are not stored (the no-delay mode, ``trap_jobs()``'s
 ``perform_enqueued_jobs``) run through :func:`run_unstored`.
@@ -29,11 +33,9 @@ import logging
 import traceback
 from contextlib import contextmanager
 
-import psycopg2
-
 from odoo import SUPERUSER_ID, api
 
-from .core import isolation, transitions
+from .core import database_errors, isolation, transitions
 from .core.states import DONE, STARTED
 from .exception import NothingToDoJob, RetryableJobError
 from .job import CONCURRENCY_RETRY_INTERVAL, Job
@@ -107,8 +109,18 @@ def run_claimed(cr, row):
 
 def run_started(job_):
     """Run ``job_``, started in the caller's transaction (Run Now), and record
-    its outcome there."""
-    run(job_, _Savepoints(job_.env.cr))
+    its outcome there.
+
+    A job allowed to commit would commit the caller's transaction anyway, and
+    no savepoint survives a commit: the caller's transaction is committed
+    first, and the job runs in transactions of its own, as in the runner.
+    """
+    cr = job_.env.cr
+    if job_.job_config.allow_commit:
+        cr.commit()
+        run(job_, _Transactions(cr))
+    else:
+        run(job_, _Savepoints(cr))
 
 
 def run(job_, boundaries):
@@ -126,9 +138,6 @@ def run(job_, boundaries):
             job_.env.flush_all()
             if not transitions.mark_done(cr, [job_.id], (STARTED,), result=result, release=False):
                 raise _NoLongerStarted
-        if job_.graph_uuid:  # only a job of a graph can have dependents
-            with boundaries.outcome():
-                transitions.release_dependents(cr, [job_.id])
     except _NoLongerStarted:
         with boundaries.outcome():
             _logger.error(
@@ -136,17 +145,23 @@ def run(job_, boundaries):
                 "(requeued by a peer?): its writes were rolled back",
                 job_.uuid,
             )
-    except (RetryableJobError, psycopg2.errors.TransactionRollbackError) as err:
-        if isinstance(err, psycopg2.Error):
-            err = RetryableJobError(str(err), seconds=CONCURRENCY_RETRY_INTERVAL)
+    except RetryableJobError as err:
         with boundaries.outcome():
             _record_retry(job_, err)
-    except (psycopg2.OperationalError, psycopg2.InterfaceError):
-        raise  # the connection is gone: the runner reconnects, rescue requeues
     except Exception as err:
+        if database_errors.connection_lost(err):
+            raise  # nothing can be recorded: the runner reconnects, rescue requeues
+        if isinstance(err, database_errors.CONCURRENCY_ERRORS):
+            with boundaries.outcome():
+                _record_concurrency_retry(job_, err)
+            return
         _logger.info("Job %s failed", job_.uuid, exc_info=True)
         with boundaries.outcome():
             _record_failure(job_, err)
+    else:
+        if job_.graph_uuid:  # only a job of a graph can have dependents
+            with boundaries.outcome():
+                transitions.release_dependents(cr, [job_.id])
 
 
 def _record_retry(job_, err):
@@ -163,6 +178,20 @@ def _record_retry(job_, err):
         job_.env.cr,
         [job_.id],
         job_._get_retry_seconds(err.seconds),
+        retry=job_.retry,
+        **_exc_values(err),
+    )
+
+
+def _record_concurrency_retry(job_, err):
+    """Run ``job_`` again in a moment after ``err``, a serialization failure,
+    a deadlock or a lock not available, giving its try back: the job did
+    nothing wrong, so it never fails for being out of tries."""
+    job_.retry -= 1
+    transitions.retry_later(
+        job_.env.cr,
+        [job_.id],
+        CONCURRENCY_RETRY_INTERVAL,
         retry=job_.retry,
         **_exc_values(err),
     )

@@ -21,6 +21,7 @@ start their transaction in READ COMMITTED (see ``isolation.read_committed``).
 """
 
 import logging
+from contextlib import contextmanager
 
 from . import isolation, transitions
 from .schema import CLAIM_LOCK_KEY, NOW_UTC
@@ -94,6 +95,34 @@ def hold_liveness_lock(cr, job_id):
     the rescue takes the job for an orphan.
     """
     cr.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, job_id))
+
+
+@contextmanager
+def liveness_locks_elsewhere(connect, job_ids):
+    """Hold the liveness locks of ``job_ids`` on a connection of their own while the block runs.
+
+    ``connect()`` opens a psycopg2 connection to the jobs' database; it is
+    closed on the way out, whatever the block did (committed, raised, failed
+    to serialize), and the locks end with it: no pooled connection can keep
+    them. Run Now uses it for the jobs it started in the request's
+    transaction: they must be started (their rows locked by that
+    transaction) first, or a runner could claim one of them and wait for its
+    liveness lock under the claim lock.
+
+    Yields the connection's cursor (in autocommit), on which the block drops
+    the lock of each job whose run is over (:func:`drop_liveness_lock`): a
+    job whose retry committed is pending again, and a runner claiming it
+    must not wait for the others.
+    """
+    connection = connect()
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cr:
+            for job_id in job_ids:
+                hold_liveness_lock(cr, job_id)
+            yield cr
+    finally:
+        connection.close()
 
 
 def drop_liveness_lock(cr, job_id):

@@ -21,12 +21,19 @@ class OdooBinding:
 
     ``db_params`` (see ``settings.runner_db_params``) override Odoo's
     connection parameters for every connection of the runner. Its executors'
-    cursors come from a pool of the runner's own, with those parameters.
+    cursors come from pools of the runner's own, with those parameters: one
+    per database, of ``executors_per_database`` connections, as many as the
+    runner gives each database executors (each keeps its cursor), so that no
+    executor waits for another database's connections. (One pool of Odoo's
+    ``db_maxconn`` for all databases ran out once databases times executors
+    outgrew it.)
     """
 
-    def __init__(self, db_params):
+    def __init__(self, db_params, executors_per_database):
         self._db_params = db_params
-        self._pool = ConnectionPool(int(config["db_maxconn"]))
+        self._executors_per_database = executors_per_database
+        self._pools = {}  # database name -> ConnectionPool
+        self._pools_lock = threading.Lock()
 
     def database_names(self):
         return databases.served_databases(self._connect, config["db_name"])
@@ -37,7 +44,11 @@ class OdooBinding:
     def cursor(self, db_name):
         # Odoo's log lines name the database of their thread.
         threading.current_thread().dbname = db_name
-        return Connection(self._pool, db_name, self.connection_params(db_name)).cursor()
+        with self._pools_lock:
+            pool = self._pools.get(db_name)
+            if pool is None:
+                pool = self._pools[db_name] = ConnectionPool(self._executors_per_database)
+        return Connection(pool, db_name, self.connection_params(db_name)).cursor()
 
     def _connect(self, db_name):
         return psycopg2.connect(**self.connection_params(db_name))
@@ -60,5 +71,6 @@ class OdooBinding:
 def make_runner():
     """The runner as Odoo's configuration sets it up; raise ChannelsConfigError."""
     config_file = config["config"]
-    binding = OdooBinding(settings.runner_db_params(config_file))
-    return Runner(binding, configured_channels(config_file))
+    channels = configured_channels(config_file)
+    binding = OdooBinding(settings.runner_db_params(config_file), channels.root_capacity)
+    return Runner(binding, channels)

@@ -153,9 +153,10 @@ class _Executors:
             self._condition.notify_all()
 
     def join(self, deadline):
-        """Wait for the executors until ``deadline`` (monotonic); return how many still run."""
+        """Wait for the executors until ``deadline`` (monotonic, or ``math.inf``:
+        until they end); return how many still run."""
         for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(None if deadline == math.inf else max(0.0, deadline - time.monotonic()))
         return sum(thread.is_alive() for thread in self._threads)
 
     def _next_wakeup(self):
@@ -415,21 +416,27 @@ class Runner:
         self._discovery_backoff = _Backoff()
         self._discovered = False
         self._stop_requested = threading.Event()
+        self._grace_period = STOP_GRACE_PERIOD
         # stop() may come from a signal handler or another thread while the
         # dispatcher waits: it writes to this pair to interrupt the wait.
         self._wakeup_receiver, self._wakeup_sender = socket.socketpair()
         for end in (self._wakeup_receiver, self._wakeup_sender):
             end.setblocking(False)
 
-    def stop(self):
-        """Ask :meth:`run` to return; safe from a signal handler and from any thread."""
+    def stop(self, grace_period=STOP_GRACE_PERIOD):
+        """Ask :meth:`run` to return; safe from a signal handler and from any thread.
+
+        It claims no more, then gives running jobs ``grace_period`` seconds
+        to finish; None waits for them to finish, however long they take.
+        """
+        self._grace_period = math.inf if grace_period is None else grace_period
         self._stop_requested.set()
         # OSError: a wake-up is already pending, or run() has returned.
         with contextlib.suppress(OSError):
             self._wakeup_sender.send(b"\0")
 
     def run(self):
-        """Serve until :meth:`stop`, then give running jobs STOP_GRACE_PERIOD to finish.
+        """Serve until :meth:`stop`, then give running jobs its grace period to finish.
 
         Wait for an unreachable server rather than fail. Raise
         UnknownDatabaseError if a configured database does not exist when
@@ -444,7 +451,12 @@ class Runner:
                 now = time.monotonic()
                 for database in list(self._databases.values()):
                     database.serve(now, database in readable)
-            _logger.info("stopping: running jobs get up to %ss to finish", STOP_GRACE_PERIOD)
+            if self._grace_period == math.inf:
+                _logger.info("stopping: claiming no more, running jobs finish first")
+            else:
+                _logger.info(
+                    "stopping: running jobs get up to %ss to finish", self._grace_period
+                )
         finally:
             self._shut_down()
 
@@ -494,7 +506,12 @@ class Runner:
         for name in names:
             if name not in self._databases:
                 _logger.info(
-                    "serving database %s with channels %s", name, self._channels
+                    "serving database %s with channels %s: up to %d connections"
+                    " (%d executors, 1 to listen)",
+                    name,
+                    self._channels,
+                    self._channels.root_capacity + 1,
+                    self._channels.root_capacity,
                 )
                 self._databases[name] = _DatabaseDispatcher(name, self._binding, self._channels)
         for name in set(self._databases) - set(names):
@@ -508,14 +525,14 @@ class Runner:
         databases = [*self._databases.values(), *self._retired]
         for database in databases:
             database.stop()
-        deadline = time.monotonic() + STOP_GRACE_PERIOD
+        deadline = time.monotonic() + self._grace_period
         still_running = sum(database.join(deadline) for database in databases)
         if still_running:
             _logger.warning(
                 "%d job(s) still running after %ss: leaving them to be requeued "
                 "by another runner, or by this one when it starts again",
                 still_running,
-                STOP_GRACE_PERIOD,
+                self._grace_period,
             )
         self._wakeup_receiver.close()
         self._wakeup_sender.close()

@@ -17,7 +17,7 @@ from odoo.service import server
 from odoo.tools import config
 
 from .odoo_binding import make_runner
-from .runner import CONFIGURATION_ERRORS, log_configuration_error
+from .runner import CONFIGURATION_ERRORS, STOP_GRACE_PERIOD, log_configuration_error
 
 _logger = logging.getLogger(__name__)
 
@@ -48,9 +48,10 @@ class _RunnerThread(threading.Thread):
         except CONFIGURATION_ERRORS as exc:
             log_configuration_error(exc)
 
-    def stop(self):
-        """Stop claiming; return when running jobs are over (or their grace period is)."""
-        self.runner.stop()
+    def stop(self, grace_period=STOP_GRACE_PERIOD):
+        """Stop claiming; return when running jobs are over (or their grace
+        period is: None waits for them)."""
+        self.runner.stop(grace_period)
         self.join()
 
 
@@ -86,18 +87,35 @@ def _hook_threaded_server():
 
 
 class RunnerWorker(server.Worker):
-    """The prefork server's worker process that runs the jobrunner."""
+    """The prefork server's worker process that runs the jobrunner.
+
+    Odoo's limits, made for one request at a time, and what they do here:
+    ``limit_time_real`` (the parent's watchdog) and ``limit_time_cpu`` do not
+    apply, a job takes the time it takes; ``limit_request`` is never
+    reached, there are no requests. ``limit_memory_soft`` (or a parent gone)
+    makes the worker claim no more and end once its running jobs are over,
+    however long they take; the server then starts a new one. A stop of the
+    server (SIGINT) gives running jobs the runner's grace period.
+    ``limit_memory_hard`` is the address space of the whole process, all
+    executors together: a job that hits it fails with ``MemoryError``.
+    """
 
     def __init__(self, multi):
         super().__init__(multi)
         self.watchdog_timeout = None  # a job takes the time it takes
         self.runner_started = False
         self.runner_thread = None
+        # Asked to stop by the server (SIGINT), rather than ending at a limit.
+        self.stopped_by_server = False
+
+    def signal_handler(self, sig, frame):
+        self.stopped_by_server = True
+        super().signal_handler(sig, frame)
 
     def check_limits(self):
         super().check_limits()
         # limit_time_cpu is a budget per request; here jobs run for as long
-        # as the process lives. The other limits (memory, parent) still apply.
+        # as the process lives.
         _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
         resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
 
@@ -119,7 +137,7 @@ class RunnerWorker(server.Worker):
 
     def stop(self):
         if self.runner_thread:
-            self.runner_thread.stop()
+            self.runner_thread.stop(STOP_GRACE_PERIOD if self.stopped_by_server else None)
 
 
 def _hook_prefork_server():

@@ -8,7 +8,10 @@ one class; the SQL it runs lives in ``core/``, running a job in
 ``execution.py``.
 """
 
+import psycopg2
+
 from odoo import SUPERUSER_ID, api, exceptions, fields, models
+from odoo.sql_db import connection_info_for
 from odoo.tools import SQL
 
 from .. import execution
@@ -385,19 +388,26 @@ class QueueJob(models.Model):
         skipped.
         """
         started = self._transition(transitions.start, RUN_NOW_FROM)
-        cr = self.env.cr
+        dbname = self.env.cr.dbname
         # Started jobs need their liveness lock, as in the runner: a job
         # allowed to commit would otherwise show 'started' with no lock and be
-        # rescued while it runs. Once unlocked, the row locks of their final
-        # transition hold off a rescue until this transaction commits.
-        for job_id in started.ids:
-            claim.hold_liveness_lock(cr, job_id)
-        try:
-            for record in started:
-                execution.run_started(Job._from_record(record.sudo()))
-        finally:
-            for job_id in started.ids:
-                claim.drop_liveness_lock(cr, job_id)
+        # rescued while it runs. The locks live on a connection of their own,
+        # closed when the jobs are over, whatever happened to this
+        # transaction. Jobs allowed to commit run last: the first one commits
+        # what the others recorded, and each records its own outcome in a
+        # committed transaction. Each lock is dropped when its job is over:
+        # its outcome is committed, or written by this transaction, whose
+        # row locks hold off a rescue and the claims until it commits.
+        jobs = sorted(
+            (Job._from_record(record.sudo()) for record in started),
+            key=lambda job_: job_.job_config.allow_commit,
+        )
+        with claim.liveness_locks_elsewhere(
+            lambda: psycopg2.connect(**connection_info_for(dbname)[1]), started.ids
+        ) as locks_cr:
+            for job_ in jobs:
+                execution.run_started(job_)
+                claim.drop_liveness_lock(locks_cr, job_.id)
         self.invalidate_model()
         return self._action_result(started, self.env._("%s job(s) run."))
 

@@ -68,23 +68,37 @@ def _admin_dsn(dbname="postgres"):
     )
 
 
-@pytest.fixture(scope="session")
-def database():
-    """A fresh database with the queue_job tables, dropped at the end."""
+def create_database():
+    """Create a fresh database with the queue_job tables; return its DSN."""
     name = f"queue_job_pure_{uuid.uuid4().hex[:10]}"
     admin = psycopg2.connect(_admin_dsn())
     admin.autocommit = True
     with admin.cursor() as cr:
         cr.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
     conn = psycopg2.connect(_admin_dsn(name))
     with conn, conn.cursor() as cr:
         cr.execute(QUEUE_JOB_TABLES)
         schema.ensure(cr)
     conn.close()
-    yield _admin_dsn(name)
+    return _admin_dsn(name)
+
+
+def drop_database(dsn):
+    name = psycopg2.extensions.parse_dsn(dsn)["dbname"]
+    admin = psycopg2.connect(_admin_dsn())
+    admin.autocommit = True
     with admin.cursor() as cr:
         cr.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     admin.close()
+
+
+@pytest.fixture(scope="session")
+def database():
+    """A fresh database with the queue_job tables, dropped at the end."""
+    dsn = create_database()
+    yield dsn
+    drop_database(dsn)
 
 
 @pytest.fixture

@@ -6,26 +6,33 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 
 import psycopg2
 import pytest
+from conftest import create_database, drop_database
 from jobs import insert_job
 from psycopg2.extensions import parse_dsn
-from runner_process import APPLICATION_NAME
+from runner_process import APPLICATION_NAME, PsycopgBinding
 
 from queue_job.core import schema, transitions
+from queue_job.core.channels import Channels
 from queue_job.core.claim import WORKER_DIED
-from queue_job.jobrunner.runner import RECONNECT_DELAY, RECONNECT_DELAY_MAX, RESCUE_INTERVAL
+from queue_job.jobrunner.runner import (
+    RECONNECT_DELAY,
+    RECONNECT_DELAY_MAX,
+    RESCUE_INTERVAL,
+    Runner,
+)
 
 RUNNER_PROCESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runner_process.py")
 
 
-@pytest.fixture(scope="module")
-def served_database(database):
-    """The test database as a runner serves it: queue_job installed, executions recorded."""
-    with closing(psycopg2.connect(database)) as conn, conn, conn.cursor() as cr:
+def make_served(dsn):
+    """Make database ``dsn`` one that a runner serves: queue_job installed, executions recorded."""
+    with closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cr:
         cr.execute("CREATE TABLE ir_module_module (name varchar, state varchar)")
         cr.execute("INSERT INTO ir_module_module VALUES ('queue_job', 'installed')")
         cr.execute(
@@ -33,7 +40,21 @@ def served_database(database):
                    pid integer, started timestamp with time zone,
                    ended timestamp with time zone)"""
         )
-    return database
+    return dsn
+
+
+@pytest.fixture(scope="module")
+def served_database(database):
+    """The test database as a runner serves it."""
+    return make_served(database)
+
+
+@pytest.fixture(scope="module")
+def other_served_database():
+    """A second database that a runner serves, dropped at the end."""
+    dsn = make_served(create_database())
+    yield dsn
+    drop_database(dsn)
 
 
 @pytest.fixture
@@ -222,18 +243,23 @@ def test_idle_runner_sleeps_and_picks_up_a_new_job_quickly(db, start_runner):
     assert (started - committed_at).total_seconds() < 1
 
 
+def insert_job_due_in(conn, seconds):
+    """Insert a job that does nothing, with an eta ``seconds`` from now; (its id, its eta)."""
+    with conn, conn.cursor() as cr:
+        job_id = insert_job(cr, name="0")
+        cr.execute(
+            "UPDATE queue_job SET eta = (clock_timestamp() AT TIME ZONE 'UTC')"
+            " + make_interval(secs => %s) WHERE id = %s RETURNING eta",
+            (seconds, job_id),
+        )
+        return job_id, cr.fetchone()[0]
+
+
 def test_runner_wakes_up_for_an_eta(db, start_runner):
     start_runner("root:1")
     warm_up = insert_jobs(db, 0)
     wait_until_done(db, warm_up, timeout=10)
-    with db, db.cursor() as cr:
-        job_id = insert_job(cr, name="0")
-        cr.execute(
-            "UPDATE queue_job SET eta = (clock_timestamp() AT TIME ZONE 'UTC') + interval '1.5 s'"
-            " WHERE id = %s RETURNING eta",
-            (job_id,),
-        )
-        [eta] = cr.fetchone()
+    job_id, eta = insert_job_due_in(db, 1.5)
     [(_, started, _)] = wait_for(lambda: executions(db, job_id), 5, "job never started")
     [(lateness,)] = run_sql(
         db, "SELECT EXTRACT(EPOCH FROM (%s AT TIME ZONE 'UTC') - %s)", (started, eta)
@@ -275,6 +301,32 @@ def test_sigterm_lets_the_running_job_finish_and_claims_no_more(db, start_runner
     states = dict(run_sql(db, "SELECT id, state FROM queue_job"))
     assert states == {running: "done", waiting: "pending"}
     assert executions(db, waiting) == []
+
+
+@pytest.mark.parametrize("grace_period", [None, 0.3])
+def test_stop_waits_for_running_jobs_as_long_as_asked(db, served_database, grace_period):
+    """In process: the prefork worker's stop at its soft memory limit (None)
+    and at a server stop (a grace period)."""
+    binding = PsycopgBinding(served_database, [parse_dsn(served_database)["dbname"]])
+    runner = Runner(binding, Channels.parse("root:1"))
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        [running, waiting] = insert_jobs(db, 1.5, count=2)
+        wait_for(lambda: executions(db, running), 10, "job never started")
+        runner.stop(grace_period)
+        thread.join(10)
+        assert not thread.is_alive()
+        [(_, _, ended)] = executions(db, running)
+        if grace_period is None:
+            assert ended is not None, "the running job finished first"
+        else:
+            assert ended is None, "left running after its grace period"
+        assert executions(db, waiting) == [], "no claim after the stop"
+    finally:
+        runner.stop()
+        thread.join(10)
+        wait_for(lambda: executions(db, running)[0][2], 5, "the job never ended")
 
 
 def insert_channel_jobs(conn, channel, seconds, count=1):
@@ -333,6 +385,76 @@ def test_two_runners_space_the_starts_of_a_throttled_channel(db, start_runner):
     assert max(gaps) < 1.5, gaps
     for runner in runners:
         assert "Traceback" not in runner.log_path.read_text()
+
+
+def runner_connections(conn):
+    """Connections of runner processes to ``conn``'s database, now."""
+    return run_sql(
+        conn,
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name = %s AND datname = current_database()",
+        (APPLICATION_NAME,),
+    )[0][0]
+
+
+def test_a_runner_serving_several_databases_bounds_connections_per_database(
+    db, other_served_database, start_runner, connect
+):
+    other = psycopg2.connect(other_served_database)
+    try:
+        databases = {parse_dsn(dsn)["dbname"]: conn for dsn, conn in (
+            (db.dsn, db), (other_served_database, other))}
+        jobs = {name: insert_jobs(conn, 0.3, count=6) for name, conn in databases.items()}
+        runner = start_runner("root:2", *databases)
+        most = dict.fromkeys(databases, 0)
+        while not all(
+            run_sql(conn, "SELECT bool_and(state = 'done') FROM queue_job WHERE id = ANY(%s)",
+                    (jobs[name],))[0][0]
+            for name, conn in databases.items()
+        ):
+            for name, conn in databases.items():
+                most[name] = max(most[name], runner_connections(conn))
+            time.sleep(0.05)
+        # Two executors and the LISTEN connection (the discovery's come and go).
+        assert all(1 <= count <= 3 for count in most.values()), most
+        log = runner.log_path.read_text()
+        for name in databases:
+            assert log.count(f"serving database {name} with channels") == 1
+            assert f"serving database {name} with channels root:2: up to 3 connections" in log
+        assert "Traceback" not in log
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("level_of", ["database", "role"])
+def test_runners_on_a_database_whose_default_is_repeatable_read(db, start_runner, level_of):
+    """Claims, rescue and eta wake-ups start their transactions in READ COMMITTED."""
+    [(dbname,)] = run_sql(db, "SELECT current_database()")
+    target = {"database": f'DATABASE "{dbname}"', "role": f'ROLE CURRENT_USER IN DATABASE "{dbname}"'}
+    run_sql(db, f"ALTER {target[level_of]} SET default_transaction_isolation = 'repeatable read'")
+    try:
+        with closing(psycopg2.connect(db.dsn)) as probe, probe.cursor() as cr:
+            cr.execute("SHOW default_transaction_isolation")
+            assert cr.fetchone() == ("repeatable read",)
+        runners = {runner.pid: runner for runner in (start_runner("root:2"), start_runner("root:2"))}
+        job_ids = insert_jobs(db, 0.05, count=40)
+        wait_until_done(db, job_ids, timeout=20)
+        rows = run_sql(db, "SELECT job_id FROM job_execution WHERE job_id = ANY(%s)", (job_ids,))
+        assert sorted(job_id for (job_id,) in rows) == sorted(job_ids), "each job runs once"
+        # The rescue, after kill -9 of the runner running a job.
+        [job_id] = insert_jobs(db, 1.5)
+        [(victim, _, _)] = wait_for(lambda: executions(db, job_id), 10, "job never started")
+        os.kill(victim, signal.SIGKILL)
+        wait_until_done(db, [job_id], timeout=RESCUE_INTERVAL + 5)
+        # An eta wakes the survivor.
+        job_id, _eta = insert_job_due_in(db, 1)
+        wait_until_done(db, [job_id], timeout=3)
+        for pid, runner in runners.items():
+            if pid != victim:
+                log = runner.log_path.read_text()
+                assert "Traceback" not in log and "could not serialize" not in log
+    finally:
+        run_sql(db, f"ALTER {target[level_of]} RESET default_transaction_isolation")
 
 
 @pytest.mark.parametrize(

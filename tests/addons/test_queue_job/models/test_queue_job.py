@@ -1,15 +1,25 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+import collections
 import functools
 import time
+from contextlib import closing
+
+import psycopg2
 
 from odoo import fields, models
+from odoo.sql_db import connection_info_for
 
+from odoo.addons.queue_job.core.claim import LOCK_NAMESPACE
 from odoo.addons.queue_job.exception import (
     FailedJobError,
     NothingToDoJob,
     RetryableJobError,
 )
 from odoo.addons.queue_job.fields import JobSerialized
+
+
+# Runs of fail_to_serialize, by job uuid: kept across the rollbacks of its failures.
+SERIALIZATION_FAILURES = collections.Counter()
 
 
 class TestQueueJob(models.Model):
@@ -89,6 +99,50 @@ class TestQueueJob(models.Model):
 
     def commit_inside(self):
         self.env.cr.commit()
+
+    def liveness_locks_held(self):
+        """The ids of the jobs whose liveness lock a session holds now (its
+        job function allows commits, so Run Now runs it as the runner does)."""
+        self.env.cr.execute(
+            """
+            SELECT objid::int FROM pg_locks
+             WHERE locktype = 'advisory' AND objsubid = 2 AND classid = %s::oid
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             ORDER BY 1
+            """,
+            (LOCK_NAMESPACE,),
+        )
+        return [job_id for (job_id,) in self.env.cr.fetchall()]
+
+    def committed_state(self):
+        """The state of this job that other transactions see now."""
+        dbname = self.env.cr.dbname
+        with closing(psycopg2.connect(**connection_info_for(dbname)[1])) as conn:
+            with conn.cursor() as cr:
+                cr.execute(
+                    "SELECT state FROM queue_job WHERE uuid = %s", (self.env.context["job_uuid"],)
+                )
+                return cr.fetchone()[0]
+
+    def exceed_statement_timeout(self):
+        """Fail with the server's QueryCanceled, on a connection that stays up."""
+        self.write({"name": "written before the timeout"})
+        self.env.cr.execute("SET LOCAL statement_timeout = 10")
+        self.env.cr.execute("SELECT pg_sleep(1)", log_exceptions=False)
+
+    def fail_to_serialize(self, times):
+        """Fail with a serialization failure (SQLSTATE 40001, raised by the
+        server) in the first ``times`` runs of the job, then succeed."""
+        self.write({"name": "written before failing to serialize"})
+        job_uuid = self.env.context.get("job_uuid")
+        SERIALIZATION_FAILURES[job_uuid] += 1
+        if SERIALIZATION_FAILURES[job_uuid] <= times:
+            self.env.cr.execute(
+                "DO $$ BEGIN RAISE EXCEPTION 'could not serialize access'"
+                " USING ERRCODE = 'serialization_failure'; END $$",
+                log_exceptions=False,
+            )
+        return SERIALIZATION_FAILURES[job_uuid]
 
     def sleep(self, seconds):
         time.sleep(seconds)

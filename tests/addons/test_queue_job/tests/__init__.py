@@ -15,3 +15,6 @@ from . import test_configuration
 from . import test_oca_api_core
 from . import test_oca_api_model
 from . import test_oca_api_helpers
+from . import test_run_now_liveness
+from . import test_odoo_binding
+from . import test_runner_worker

@@ -7,6 +7,8 @@ from datetime import date, datetime, timedelta
 from odoo import fields
 from odoo.tests import new_test_user, tagged
 
+from odoo.addons.queue_job.job import CONCURRENCY_RETRY_INTERVAL
+
 from .job_runner_case import JobRunnerCase
 
 
@@ -84,6 +86,30 @@ class TestExecution(JobRunnerCase):
         self.run_job(job)
         self.assertEqual(job.state, "failed")
         self.assertEqual(job.retry, 1)
+
+    def test_a_database_error_fails_with_its_own_name(self):
+        # A statement timeout is an OperationalError, as a lost connection
+        # is: the job fails for it, it is not left started for the rescue.
+        job = self.delay("exceed_statement_timeout")
+        self.run_job(job)
+        self.assertEqual(job.state, "failed")
+        self.assertEqual(job.exc_name, "psycopg2.errors.QueryCanceled")
+        self.assertIn("statement timeout", job.exc_message)
+        self.assertIn("QueryCanceled", job.exc_info)
+        self.assertEqual(self.record.name, "test record", "the job's own write is rolled back")
+
+    def test_serialization_failures_retry_without_using_tries(self):
+        job = self.delay("fail_to_serialize", 3, max_retries=1)
+        for _failure in range(3):
+            self.run_job(job)
+            self.assertEqual(
+                (job.state, job.retry, job.exc_name),
+                ("pending", 0, "psycopg2.errors.SerializationFailure"),
+            )
+            self.assertEqual(self.seconds_to_eta(job), CONCURRENCY_RETRY_INTERVAL)
+            self.assertEqual(self.record.name, "test record")
+        self.run_job(job)
+        self.assertEqual((job.state, job.retry, job.result), ("done", 1, "4"))
 
     def test_nothing_to_do_is_done_with_message(self):
         job = self.delay("nothing_to_do", "already handled")
@@ -178,6 +204,20 @@ class TestRunNowMatchesTheRunner(JobRunnerCase):
         runner, run_now = self.outcomes("retry_later", "later", max_retries=1)
         self.assertEqual(runner[:3], ("failed", False, 1))
         self.assertIn("Max. retries (1) reached", runner[3])
+        self.assertEqual(run_now, runner)
+
+    def test_a_database_error_fails_with_its_name(self):
+        runner, run_now = self.outcomes("exceed_statement_timeout")
+        self.assertEqual(runner[:3], ("failed", False, 1))
+        self.assertIn("statement timeout", runner[3])
+        self.assertEqual(runner[5], "test record")
+        self.assertEqual(run_now, runner)
+
+    def test_a_serialization_failure_retries_and_gives_the_try_back(self):
+        runner, run_now = self.outcomes("fail_to_serialize", 1, max_retries=1)
+        self.assertEqual(runner[:3], ("pending", False, 0))
+        self.assertIn("could not serialize access", runner[3])
+        self.assertEqual(runner[4:], (CONCURRENCY_RETRY_INTERVAL, "test record"))
         self.assertEqual(run_now, runner)
 
     def test_nothing_to_do_without_message_stores_the_default_result(self):

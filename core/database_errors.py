@@ -1,0 +1,52 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+"""Database errors told apart: the connection is gone, a concurrency failure, or an error of the job.
+
+psycopg2 raises ``OperationalError`` (or a subclass) for all three: a
+statement timeout (``QueryCanceled``), a full disk (``DiskFull``), a lock
+not available, a serialization failure as well as a connection cut. Only a
+lost connection means that the job's worker can record nothing: everything
+else is the job's outcome.
+"""
+
+import psycopg2
+from psycopg2 import errors
+
+#: Failures of a transaction that ran into concurrent ones: running it again
+#: later may succeed. Those that Odoo retries a request for
+#: (``odoo.service.model.PG_CONCURRENCY_EXCEPTIONS_TO_RETRY``) and OCA's
+#: runner a job for.
+CONCURRENCY_ERRORS = (
+    errors.SerializationFailure,
+    errors.DeadlockDetected,
+    errors.LockNotAvailable,
+)
+
+# SQLSTATEs that end the session: class 08 (connection exception), and the
+# server shutting down or refusing connections (57P01 admin_shutdown,
+# 57P02 crash_shutdown, 57P03 cannot_connect_now).
+_SESSION_ENDED_CODES = ("57P01", "57P02", "57P03")
+
+
+def connection_lost(err):
+    """Whether ``err`` says that the database connection is gone.
+
+    True when the connection of the cursor that raised it is closed, for an
+    ``OperationalError`` without an SQLSTATE (libpq's own: "server closed the
+    connection unexpectedly"), and for the SQLSTATEs of a connection or
+    server shutdown. A statement timeout, a full disk, a lock timeout, an
+    out-of-memory error carry their SQLSTATE over a live connection: they
+    are errors of the job.
+    """
+    if not isinstance(err, psycopg2.Error):
+        return False
+    cursor = getattr(err, "cursor", None)
+    if cursor is not None and cursor.connection.closed:
+        return True
+    if isinstance(err, psycopg2.InterfaceError):  # "connection already closed"
+        return True
+    code = err.pgcode
+    if code is None:
+        return isinstance(err, psycopg2.OperationalError) and not isinstance(
+            err, CONCURRENCY_ERRORS
+        )
+    return code.startswith("08") or code in _SESSION_ENDED_CODES
