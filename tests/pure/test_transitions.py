@@ -24,7 +24,7 @@ from jobs import (
 )
 
 from queue_job.core import transitions
-from queue_job.core.schema import ETA_PAYLOAD, NOTIFY_CHANNEL
+from queue_job.core.schema import ETA_PAYLOAD, NOTIFY_CHANNEL, STOP_PAYLOAD
 
 #: What the runner passes after a job ran.
 RAN = ("started",)
@@ -759,3 +759,23 @@ def test_new_pending_job_notifies_and_says_if_it_waits_for_an_eta(conn, connect,
     received += notifications(listener, 0)
     assert [n.payload for n in received] == [payload]
 
+
+
+@pytest.mark.parametrize(
+    "from_states, payloads",
+    [(BUTTON, ["", STOP_PAYLOAD]), (("pending", "failed"), [])],
+)
+def test_cancel_that_may_end_a_running_job_tells_the_runners_to_stop(
+    conn, connect, from_states, payloads
+):
+    with conn.cursor() as cr:
+        job_id = insert_job(cr, state="started")
+    conn.commit()
+    listener = listen(connect)
+    with conn.cursor() as cr:
+        transitions.mark_cancelled(cr, [job_id], from_states)
+    conn.commit()
+    received = notifications(listener, 1 if payloads else 0.3)
+    time.sleep(0.1)
+    received += notifications(listener, 0)
+    assert sorted(n.payload for n in received) == payloads
