@@ -21,6 +21,9 @@ message of a :class:`NothingToDoJob`), ``pending`` again later after a
 tries), ``failed`` with its traceback otherwise, then the job function's
 on-fail method.
 
+A job that the runner stopped because it ran past its time limit gets its
+outcome from :func:`record_timeout`, recorded by the runner's dispatcher.
+
 Jobs that are not stored (the no-delay mode, ``trap_jobs()``'s
 ``perform_enqueued_jobs``) run through :func:`run_unstored`.
 """
@@ -35,7 +38,7 @@ from odoo import SUPERUSER_ID, api
 
 from .core import isolation, transitions
 from .core.states import DONE, STARTED
-from .exception import NothingToDoJob, RetryableJobError
+from .exception import JobTimeout, NothingToDoJob, RetryableJobError
 from .job import CONCURRENCY_RETRY_INTERVAL, Job
 
 _logger = logging.getLogger(__name__)
@@ -168,26 +171,60 @@ def _record_retry(job_, err):
     )
 
 
-def _record_failure(job_, err):
+def record_timeout(cr, row, seconds, stack):
+    """Record that the job of ``row`` (as claimed) ran past its limit of ``seconds``.
+
+    The runner stopped the job and calls this on ``cr``, in the transaction
+    in which it took the job over (it commits). A job still ``started`` is
+    retried later if its job function has a retry pattern and the job tries
+    left, else failed with :class:`JobTimeout` (its dependents with it), and
+    then the on-fail method is called. ``stack`` (the job's Python stack
+    when it was stopped) is kept as its traceback.
+    """
+    env = api.Environment(cr, SUPERUSER_ID, {})
+    err = JobTimeout(f"Job ran past its time limit of {seconds:g} s and was stopped")
+    exc_info = f"Stack of the job when it was stopped:\n{stack}{_exc_name(err)}: {err}\n"
+    try:
+        job_ = Job._from_values(env, row)
+    except Exception:  # noqa: BLE001 - its model is gone: no retry would do better
+        _mark_failed(env, row["id"], err, exc_info)
+        return
+    if job_.job_config.retry_pattern and not job_._out_of_tries():
+        transitions.retry_later(
+            cr, [job_.id], job_._get_retry_seconds(), **_exc_values(err, exc_info)
+        )
+    else:
+        _record_failure(job_, err, exc_info)
+
+
+def _record_failure(job_, err, exc_info=None):
     """Fail ``job_`` (and its dependents) for ``err``, then call the job
     function's on-fail method, if any."""
-    _mark_failed(job_.env, job_.id, err)
-    if job_.job_config.on_fail_method_name:
-        job_.on_fail(_exc_values(err))
+    if _mark_failed(job_.env, job_.id, err, exc_info) and job_.job_config.on_fail_method_name:
+        job_.on_fail(_exc_values(err, exc_info))
 
 
-def _mark_failed(env, job_id, err):
-    """Fail started job ``job_id`` (and its dependents) for ``err``; tell whom it concerns."""
-    transitions.mark_failed(env.cr, [job_id], (STARTED,), **_exc_values(err))
+def _mark_failed(env, job_id, err, exc_info=None):
+    """Fail started job ``job_id`` (and its dependents) for ``err``; tell whom it concerns.
+
+    Return whether it was still started.
+    """
+    if not transitions.mark_failed(env.cr, [job_id], (STARTED,), **_exc_values(err, exc_info)):
+        return False
     env["queue.job"].sudo().browse(job_id)._message_post_on_failure()
+    return True
 
 
-def _exc_values(err):
-    """The exception fields of a job, for ``err`` being handled."""
+def _exc_name(err):
+    return f"{type(err).__module__}.{type(err).__qualname__}"
+
+
+def _exc_values(err, exc_info=None):
+    """The exception fields of a job, for ``err`` (being handled, unless ``exc_info`` is given)."""
     return {
-        "exc_name": f"{type(err).__module__}.{type(err).__qualname__}",
+        "exc_name": _exc_name(err),
         "exc_message": str(err),
-        "exc_info": traceback.format_exc(),
+        "exc_info": exc_info or traceback.format_exc(),
     }
 
 
