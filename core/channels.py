@@ -112,6 +112,7 @@ class Channels:
 
     def __init__(self, channels):
         self.channels = channels
+        self._any_timeout = any(channel.timeout for channel in channels.values())
 
     def __str__(self):
         return ", ".join(str(channel) for channel in self.channels.values())
@@ -155,6 +156,8 @@ class Channels:
     def timeout_of(self, job_channel):
         """Seconds a job of ``job_channel`` may run by default: the ``timeout``
         of the nearest channel of its lineage that has one, else None."""
+        if not self._any_timeout:  # read for every job: the usual case costs nothing
+            return None
         return next(
             (
                 self.channels[name].timeout
