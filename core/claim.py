@@ -126,8 +126,13 @@ def take_over(cr, job_id, pid):
     (:func:`drop_liveness_lock`), even when it rolls back: it is a session lock.
     """
     _lock_claims(cr)
+    # Allowed on the sessions of one's own role: the runner's connections share theirs.
     cr.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    # Granted when the process ends (or at once if its job had ended).
+    if not cr.fetchone()[0]:
+        raise RuntimeError(f"could not terminate server process {pid} of job {job_id}")
+    # Granted when the process ends (or at once if its job had ended); the
+    # claims of every runner wait meanwhile: not for long.
+    cr.execute("SET LOCAL lock_timeout = '10s'")
     hold_liveness_lock(cr, job_id)
 
 

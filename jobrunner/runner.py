@@ -516,20 +516,23 @@ class _DatabaseDispatcher:
                 self._stop(session, job, f"it ran past its time limit of {timeout:g} s", timeout)
 
     def _stop_cancelled_jobs(self):
-        running = {session.job["id"]: session for session in self.executors.sessions() if session.job}
+        running = {}  # job id -> (session, job)
+        for session in self.executors.sessions():
+            job = session.job
+            if job is not None:
+                running[job["id"]] = (session, job)
         if not running:
             return
         with self._connection.cursor() as cr:
             cancelled = claim.cancelled_among(cr, list(running))
         self._connection.commit()
         for job_id in cancelled:
-            session = running[job_id]
-            self._stop(session, session.job, "it was cancelled")
+            self._stop(*running[job_id], "it was cancelled")
 
     def _stop(self, session, job, why, timeout=None):
         """Stop ``job``, which ``session`` runs: terminate its connection, record
         a timeout, interrupt and replace its thread (see the module's docstring)."""
-        stack = session.abandon(job["id"]) if job else None
+        stack = session.abandon(job["id"])
         if stack is None:
             return  # it ended meanwhile
         _logger.warning(
@@ -540,24 +543,27 @@ class _DatabaseDispatcher:
             why,
         )
         try:
-            cr = self.binding.cursor(self.name)
-            try:
-                try:
-                    claim.take_over(cr, job["id"], session.pid)
-                    if timeout is not None:
-                        self.binding.record_timeout(self.name, cr, job, timeout, stack)
-                    cr.commit()
-                finally:
-                    cr.rollback()
-                    with _autocommit_cursor(cr) as plain:
-                        claim.drop_liveness_lock(plain, job["id"])
-            finally:
-                cr.close()
+            self._take_over(session.pid, job, timeout, stack)
         except Exception:  # noqa: BLE001 - the rescue requeues a job left started
             _logger.exception("database %s: could not stop job %s cleanly", self.name, job["id"])
         finally:
             session.interrupt()
             self.executors.replace(session)
+
+    def _take_over(self, pid, job, timeout, stack):
+        """End server process ``pid``, which runs ``job``, and record its timeout
+        (if ``timeout``), on a connection of the dispatcher's own."""
+        cr = self.binding.cursor(self.name)
+        try:
+            claim.take_over(cr, job["id"], pid)
+            if timeout is not None:
+                self.binding.record_timeout(self.name, cr, job, timeout, stack)
+            cr.commit()
+        finally:
+            with contextlib.closing(cr):
+                cr.rollback()
+                with _autocommit_cursor(cr) as plain:
+                    claim.drop_liveness_lock(plain, job["id"])
 
     def _next_eta(self):
         with self._connection.cursor() as cr:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from contextlib import closing
+from datetime import timedelta
 
 import psycopg2
 import pytest
@@ -404,11 +405,11 @@ def test_job_past_its_time_limit_fails_and_the_next_job_runs(
 
 
 def test_a_stopped_job_frees_its_slot_but_its_thread_adds_no_capacity(db, start_runner):
-    start_runner("root:1")
+    runner = start_runner("root:1")
     with db, db.cursor() as cr:
-        stopped = insert_job(cr, name="60", timeout=0.5)
+        stopped = insert_job(cr, name="4", timeout=0.5)
     wait_for(lambda: job_state(db, stopped)[0] == "failed", 5, "job not stopped in time")
-    # Its thread still sleeps: the runner's other executor takes the jobs one at a time.
+    # Its thread still sleeps: the new executor takes the jobs one at a time.
     job_ids = insert_jobs(db, 0.3, count=4)
     wait_until_done(db, job_ids, timeout=10)
     rows = run_sql(
@@ -418,6 +419,18 @@ def test_a_stopped_job_frees_its_slot_but_its_thread_adds_no_capacity(db, start_
     )
     for (_, ended), (started, _) in zip(rows, rows[1:]):
         assert ended <= started, "one at a time"
+    [(_, stopped_start, _)] = executions(db, stopped)
+    assert rows[-1][1] < stopped_start + timedelta(seconds=4), "while its thread slept"
+    # Once its sleep returns, the thread ends, and writes nothing.
+    wait_for(
+        lambda: f"the abandoned thread of stopped job {stopped} ended"
+        in runner.log_path.read_text(),
+        5,
+        "abandoned thread did not end",
+    )
+    assert job_state(db, stopped)[:2] == ("failed", JOB_TIMEOUT)
+    assert executions(db, stopped)[0][2] is None
+    assert "Traceback" not in runner.log_path.read_text()
 
 
 def test_cancel_of_a_running_job_stops_it_in_its_runner(db, start_runner):
