@@ -243,7 +243,7 @@ class Delayable(_Composite):
     """
 
     _properties = (
-        "priority", "eta", "max_retries", "description", "channel", "identity_key",
+        "priority", "eta", "max_retries", "description", "channel", "identity_key", "timeout",
     )
 
     def __init__(
@@ -255,6 +255,7 @@ class Delayable(_Composite):
         description=None,
         channel=None,
         identity_key=None,
+        timeout=None,
     ):
         self.recordset = recordset
         self._graph = DelayableGraph()
@@ -270,6 +271,7 @@ class Delayable(_Composite):
         self.description = description
         self.channel = channel
         self.identity_key = identity_key
+        self.timeout = timeout
 
     def _head(self):
         return [self]
@@ -370,6 +372,7 @@ class DelayableRecordset:
         description=None,
         channel=None,
         identity_key=None,
+        timeout=None,
     ):
         #: The :class:`Delayable` of the call (OCA's attribute: tests read
         #: the properties of the job from it).
@@ -381,6 +384,7 @@ class DelayableRecordset:
             description=description,
             channel=channel,
             identity_key=identity_key,
+            timeout=timeout,
         )
 
     @property

@@ -31,6 +31,10 @@ class RetryableJobError(JobError):
         self.ignore_retry = ignore_retry
 
 
+class JobTimeout(JobError):
+    """The job ran past its time limit and was stopped (recorded by the runner)."""
+
+
 class NothingToDoJob(JobError):
     """The job has nothing to do: it ends ``done`` with this message as result."""
 

@@ -19,11 +19,15 @@ A stored, started job runs through :func:`run`, whatever started it:
 Both get the same outcomes: ``done`` with the method's result (or the
 message of a :class:`NothingToDoJob`), ``pending`` again later after a
 :class:`RetryableJobError` (``failed`` once out of tries) or a concurrency
-failure of the database (serialization failure, deadlock, lock not
-available: the try is given back), ``failed`` with its traceback otherwise
-(any other database error too, under its own name, ``QueryCanceled`` say),
-then the job function's on-fail method. Only a lost connection leaves the
+failure of the database (serialization failure, deadlock: the try is
+given back) or another database error of the job (under its own name,
+``QueryCanceled`` say: retried per the retry pattern, ``failed`` once out of
+tries), ``failed`` with its traceback otherwise, then the job function's
+on-fail method. Only a lost connection leaves the
 job ``started``, for the rescue.
+
+A job that the runner stopped because it ran past its time limit gets its
+outcome from :func:`record_timeout`, recorded by the runner's dispatcher.
 
 Jobs that are not stored (the no-delay mode, ``trap_jobs()``'s
 ``perform_enqueued_jobs``) run through :func:`run_unstored`.
@@ -33,11 +37,13 @@ import logging
 import traceback
 from contextlib import contextmanager
 
+import psycopg2
+
 from odoo import SUPERUSER_ID, api
 
 from .core import database_errors, isolation, transitions
 from .core.states import DONE, STARTED
-from .exception import NothingToDoJob, RetryableJobError
+from .exception import JobTimeout, NothingToDoJob, RetryableJobError
 from .job import CONCURRENCY_RETRY_INTERVAL, Job
 
 _logger = logging.getLogger(__name__)
@@ -147,13 +153,21 @@ def run(job_, boundaries):
             )
     except RetryableJobError as err:
         with boundaries.outcome():
-            _record_retry(job_, err)
+            _record_retry(job_, err, err.seconds, job_._max_retries_error(err))
     except Exception as err:
         if database_errors.connection_lost(err):
             raise  # nothing can be recorded: the runner reconnects, rescue requeues
         if isinstance(err, database_errors.CONCURRENCY_ERRORS):
             with boundaries.outcome():
                 _record_concurrency_retry(job_, err)
+            return
+        if isinstance(err, psycopg2.Error):
+            # The job's own database error (a statement timeout, a full
+            # disk, a lock not available...): retried per its retry pattern,
+            # failed under the error's own name once out of tries.
+            _logger.info("Job %s: database error", job_.uuid, exc_info=True)
+            with boundaries.outcome():
+                _record_retry(job_, err, None, err)
             return
         _logger.info("Job %s failed", job_.uuid, exc_info=True)
         with boundaries.outcome():
@@ -164,28 +178,29 @@ def run(job_, boundaries):
                 transitions.release_dependents(cr, [job_.id])
 
 
-def _record_retry(job_, err):
-    """Postpone ``job_`` after a retryable error, or fail it if it is out of tries.
+def _record_retry(job_, err, seconds, failure):
+    """Postpone ``job_`` after ``err``, by ``seconds`` or else its retry
+    pattern; or fail it for ``failure`` if it is out of tries.
 
     :meth:`Job.perform` has counted the try (or given it back, for
     ``ignore_retry``): the stored count follows. Its own retryable errors
     that are out of tries have become failures there already.
     """
     if job_._out_of_tries():
-        _record_failure(job_, job_._max_retries_error(err))
+        _record_failure(job_, failure)
         return
     transitions.retry_later(
         job_.env.cr,
         [job_.id],
-        job_._get_retry_seconds(err.seconds),
+        job_._get_retry_seconds(seconds),
         retry=job_.retry,
         **_exc_values(err),
     )
 
 
 def _record_concurrency_retry(job_, err):
-    """Run ``job_`` again in a moment after ``err``, a serialization failure,
-    a deadlock or a lock not available, giving its try back: the job did
+    """Run ``job_`` again in a moment after ``err``, a serialization failure
+    or a deadlock, giving its try back: the job did
     nothing wrong, so it never fails for being out of tries."""
     job_.retry -= 1
     transitions.retry_later(
@@ -197,26 +212,60 @@ def _record_concurrency_retry(job_, err):
     )
 
 
-def _record_failure(job_, err):
+def record_timeout(cr, row, seconds, stack):
+    """Record that the job of ``row`` (as claimed) ran past its limit of ``seconds``.
+
+    The runner stopped the job and calls this on ``cr``, in the transaction
+    in which it took the job over (it commits). A job still ``started`` is
+    retried later if its job function has a retry pattern and the job tries
+    left, else failed with :class:`JobTimeout` (its dependents with it), and
+    then the on-fail method is called. ``stack`` (the job's Python stack
+    when it was stopped) is kept as its traceback.
+    """
+    env = api.Environment(cr, SUPERUSER_ID, {})
+    err = JobTimeout(f"Job ran past its time limit of {seconds:g} s and was stopped")
+    exc_info = f"Stack of the job when it was stopped:\n{stack}{_exc_name(err)}: {err}\n"
+    try:
+        job_ = Job._from_values(env, row)
+    except Exception:  # noqa: BLE001 - its model is gone: no retry would do better
+        _mark_failed(env, row["id"], err, exc_info)
+        return
+    if job_.job_config.retry_pattern and not job_._out_of_tries():
+        transitions.retry_later(
+            cr, [job_.id], job_._get_retry_seconds(), **_exc_values(err, exc_info)
+        )
+    else:
+        _record_failure(job_, err, exc_info)
+
+
+def _record_failure(job_, err, exc_info=None):
     """Fail ``job_`` (and its dependents) for ``err``, then call the job
     function's on-fail method, if any."""
-    _mark_failed(job_.env, job_.id, err)
-    if job_.job_config.on_fail_method_name:
-        job_.on_fail(_exc_values(err))
+    if _mark_failed(job_.env, job_.id, err, exc_info) and job_.job_config.on_fail_method_name:
+        job_.on_fail(_exc_values(err, exc_info))
 
 
-def _mark_failed(env, job_id, err):
-    """Fail started job ``job_id`` (and its dependents) for ``err``; tell whom it concerns."""
-    transitions.mark_failed(env.cr, [job_id], (STARTED,), **_exc_values(err))
+def _mark_failed(env, job_id, err, exc_info=None):
+    """Fail started job ``job_id`` (and its dependents) for ``err``; tell whom it concerns.
+
+    Return whether it was still started.
+    """
+    if not transitions.mark_failed(env.cr, [job_id], (STARTED,), **_exc_values(err, exc_info)):
+        return False
     env["queue.job"].sudo().browse(job_id)._message_post_on_failure()
+    return True
 
 
-def _exc_values(err):
-    """The exception fields of a job, for ``err`` being handled."""
+def _exc_name(err):
+    return f"{type(err).__module__}.{type(err).__qualname__}"
+
+
+def _exc_values(err, exc_info=None):
+    """The exception fields of a job, for ``err`` (being handled, unless ``exc_info`` is given)."""
     return {
-        "exc_name": f"{type(err).__module__}.{type(err).__qualname__}",
+        "exc_name": _exc_name(err),
         "exc_message": str(err),
-        "exc_info": traceback.format_exc(),
+        "exc_info": exc_info or traceback.format_exc(),
     }
 
 

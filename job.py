@@ -80,6 +80,7 @@ _INSERTED = (
     ("eta", lambda job_: job_.eta),
     ("retry", lambda job_: 0),
     ("max_retries", lambda job_: job_.max_retries),
+    ("timeout", lambda job_: job_.timeout),
     ("channel", lambda job_: job_.channel),
     ("job_function_id", lambda job_: job_.job_config.job_function_id),
     ("identity_key", lambda job_: job_.identity_key),
@@ -90,7 +91,7 @@ _JOB_COLUMNS = tuple(column for column, _value in _INSERTED)
 
 #: What a loaded Job keeps of its row as is.
 _STATE_FIELDS = (
-    "uuid", "graph_uuid", "priority", "max_retries", "eta", "channel",
+    "uuid", "graph_uuid", "priority", "max_retries", "timeout", "eta", "channel",
     "identity_key", "state", "id", "retry", "result", "exc_name", "exc_message",
     "exc_info", "date_created", "date_enqueued", "date_started", "date_done",
 )
@@ -139,6 +140,19 @@ def _check_non_negative_int(name, value):
     return value
 
 
+def _check_timeout(timeout):
+    """A job's time limit: None (none of its own) or a positive number of seconds."""
+    if timeout is None:
+        return None
+    if (
+        not isinstance(timeout, (int, float))
+        or isinstance(timeout, bool)
+        or not 0 < timeout < float("inf")
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
 def _utcnow():
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -182,6 +196,7 @@ class Job:
         description=None,
         channel=None,
         identity_key=None,
+        timeout=None,
     ):
         if not (inspect.ismethod(func) and isinstance(func.__self__, models.BaseModel)):
             raise TypeError(f"{func!r} is not a method of a recordset")
@@ -205,7 +220,11 @@ class Job:
         )
         self.eta = eta
         self.description = description
+        timeout = _check_timeout(timeout)
         self.job_config = self._function_config(recordset._name)
+        #: Seconds the job may run: its own limit, else its function's; None
+        #: leaves it to its channel's (the runner's configuration).
+        self.timeout = timeout if timeout is not None else self.job_config.timeout
         self.channel = channel or self.job_config.channel
         if not self.env["queue.job.channel"].channel_exists(self.channel):
             raise ChannelNotFound(

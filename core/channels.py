@@ -21,8 +21,17 @@ The options are OCA's:
   (``throttle`` alone is 1 second);
 * ``paused``: the channel starts no job.
 
+Ours adds one:
+
+* ``timeout=N``: a job of the channel, or of a channel under it without a
+  timeout of its own, is stopped after N seconds (see ``jobrunner/runner.py``),
+  unless the job or its job function sets its own limit.
+
 >>> Channels.parse("root:2,root.a:2:throttle=3:paused").channels["root.a"]
-Channel(name='root.a', capacity=2, sequential=False, throttle=3, paused=True)
+Channel(name='root.a', capacity=2, sequential=False, throttle=3, paused=True, timeout=None)
+>>> with_timeouts = Channels.parse("root:2:timeout=600,root.a:1:timeout=2.5,root.a.b:1")
+>>> with_timeouts.timeout_of("root.a.b.c"), with_timeouts.timeout_of("root.z")
+(2.5, 600.0)
 
 A job goes through its channel's nearest configured ancestor (or the channel
 itself) and every configured channel above it, up to root: it may start only
@@ -49,6 +58,8 @@ channel 'root.sub': a sequential channel must have a capacity of 1, not 2
 channel 'root.sub': capacity must be a positive integer, or 0 for no limit, not '-1'
 >>> check("root:4,root.sub:1:throttle=1.5")
 channel 'root.sub': throttle must be a whole number of seconds, not '1.5'
+>>> check("root:4,root.sub:1:timeout=0")
+channel 'root.sub': timeout must be a positive number of seconds, not '0'
 """
 
 import dataclasses
@@ -84,11 +95,15 @@ class Channel:
     #: Seconds between two starts of its jobs (0: no throttle).
     throttle: int = 0
     paused: bool = False
+    #: Seconds a job of the channel may run (None: no limit of its own).
+    timeout: float | None = None
 
     def __str__(self):
         options = [name for name in _FLAGS if getattr(self, name)]
         if self.throttle:
             options.append(f"throttle={self.throttle}")
+        if self.timeout:
+            options.append(f"timeout={self.timeout:g}")
         return ":".join([self.name, str(self.capacity or 0), *options])
 
 
@@ -97,6 +112,7 @@ class Channels:
 
     def __init__(self, channels):
         self.channels = channels
+        self._any_timeout = any(channel.timeout for channel in channels.values())
 
     def __str__(self):
         return ", ".join(str(channel) for channel in self.channels.values())
@@ -137,6 +153,20 @@ class Channels:
         prefixes = (".".join(parts[:end]) for end in range(len(parts), 1, -1))
         return [name for name in prefixes if name in self.channels] + [ROOT]
 
+    def timeout_of(self, job_channel):
+        """Seconds a job of ``job_channel`` may run by default: the ``timeout``
+        of the nearest channel of its lineage that has one, else None."""
+        if not self._any_timeout:  # read for every job: the usual case costs nothing
+            return None
+        return next(
+            (
+                self.channels[name].timeout
+                for name in self.lineage(job_channel)
+                if self.channels[name].timeout
+            ),
+            None,
+        )
+
     def channel_of(self, job_channel):
         """The nearest configured channel whose capacity a job of ``job_channel`` uses."""
         capacities = self.capacities
@@ -164,8 +194,9 @@ def _parse_entry(entry):
         sequential=_parse_flag(name, "sequential", options),
         throttle=_parse_throttle(name, options),
         paused=_parse_flag(name, "paused", options),
+        timeout=_parse_timeout(name, options),
     )
-    for key in options.keys() - {"sequential", "throttle", "paused", ""}:
+    for key in options.keys() - {"sequential", "throttle", "paused", "timeout", ""}:
         _logger.warning(
             "queue_job channels: channel %r: unknown option %r ignored, as OCA does", name, key
         )
@@ -219,6 +250,21 @@ def _parse_throttle(name, options):
     if seconds < 0:
         raise ChannelsConfigError(
             f"channel {name!r}: throttle must be a whole number of seconds, not {value!r}"
+        )
+    return seconds
+
+
+def _parse_timeout(name, options):
+    if "timeout" not in options:
+        return None
+    value = options["timeout"]
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ChannelsConfigError(
+            f"channel {name!r}: timeout must be a positive number of seconds, not {value!r}"
         )
     return seconds
 

@@ -137,6 +137,42 @@ def drop_liveness_lock(cr, job_id):
     return cr.fetchone()[0]
 
 
+def backend_pid(cr):
+    """The server process of ``cr``'s connection, which :func:`take_over` terminates."""
+    cr.execute("SELECT pg_backend_pid()")
+    return cr.fetchone()[0]
+
+
+def take_over(cr, job_id, pid):
+    """Terminate the server process ``pid`` that runs job ``job_id``, and hold its
+    liveness lock on ``cr``'s connection once that process is gone.
+
+    The job's transaction is rolled back with its process, and its locks
+    freed. Under the claim lock, taken first, no rescue can see the job
+    without its lock and requeue it before the caller records its outcome in
+    this transaction (READ COMMITTED: it sees a ``done`` that the job
+    committed first). The caller commits, then drops the liveness lock
+    (:func:`drop_liveness_lock`), even when it rolls back: it is a session lock.
+    """
+    _lock_claims(cr)
+    # Allowed on the sessions of one's own role: the runner's connections share theirs.
+    cr.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    if not cr.fetchone()[0]:
+        raise RuntimeError(f"could not terminate server process {pid} of job {job_id}")
+    # Granted when the process ends (or at once if its job had ended); the
+    # claims of every runner wait meanwhile: not for long.
+    cr.execute("SET LOCAL lock_timeout = '10s'")
+    hold_liveness_lock(cr, job_id)
+
+
+def cancelled_among(cr, job_ids):
+    """Those of ``job_ids`` that are cancelled: running jobs that must stop."""
+    cr.execute(
+        "SELECT id FROM queue_job WHERE id = ANY(%s) AND state = 'cancelled'", (list(job_ids),)
+    )
+    return [job_id for (job_id,) in cr.fetchall()]
+
+
 def rescue_orphans(cr):
     """Put back the running jobs whose worker died; return (requeued ids, failed ids).
 

@@ -11,14 +11,13 @@ else is the job's outcome.
 import psycopg2
 from psycopg2 import errors
 
-#: Failures of a transaction that ran into concurrent ones: running it again
-#: later may succeed. Those that Odoo retries a request for
-#: (``odoo.service.model.PG_CONCURRENCY_EXCEPTIONS_TO_RETRY``) and OCA's
-#: runner a job for.
+#: Failures of a transaction that ran into concurrent ones, which the job
+#: could not help: running it again later succeeds. Odoo also retries a
+#: request (and OCA a job) for a lock not available, but that one is the
+#: job's own choice (``NOWAIT``, its ``lock_timeout``): an error of the job.
 CONCURRENCY_ERRORS = (
     errors.SerializationFailure,
     errors.DeadlockDetected,
-    errors.LockNotAvailable,
 )
 
 # SQLSTATEs that end the session: class 08 (connection exception), and the

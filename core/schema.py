@@ -12,6 +12,9 @@ from .states import QUEUED_SQL, RUNNING_SQL
 NOTIFY_CHANNEL = "queue_job"
 #: Payload of a notification whose jobs include one waiting for a future eta.
 ETA_PAYLOAD = "eta"
+#: Payload of a notification sent when a running job was cancelled: the
+#: runners stop those of their jobs that are no longer to run.
+STOP_PAYLOAD = "stop"
 
 #: Odoo stores datetimes as naive UTC ``timestamp`` columns: never compare
 #: them with ``now()`` directly, the session time zone would leak in. The
@@ -29,7 +32,7 @@ START_SET = (
 
 #: The version of the objects below, bumped whenever they change: a runner
 #: serves a database only once its module is updated to this version.
-VERSION = 3
+VERSION = 4
 
 CLAIM_FUNCTION = "queue_job_claim(integer, varchar[], integer[], boolean[], integer[])"
 _CLAIM_FUNCTION_NAMED = (

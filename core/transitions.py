@@ -32,8 +32,8 @@ statement that changes a job's state in one module (and the claim's in
 ``schema.py``), so that none is written twice.
 """
 
-from .schema import NOW_UTC, START_SET
-from .states import QUEUED_SQL, RUNNING_SQL
+from .schema import NOTIFY_CHANNEL, NOW_UTC, START_SET, STOP_PAYLOAD
+from .states import QUEUED_SQL, RUNNING_SQL, STARTED
 
 DEPENDENCY_FAILED = "DependencyFailed"
 DEPENDENCY_CANCELLED = "DependencyCancelled"
@@ -291,9 +291,14 @@ def mark_failed(cr, ids, from_states, exc_name=None, exc_message=None, exc_info=
 def mark_cancelled(cr, ids, from_states, message=None):
     """Cancel ``ids`` that are in ``from_states``; their waiting dependents are cancelled.
 
-    Returns the ids that moved.
+    When ``started`` jobs may be among them, the runners are told at commit
+    to stop those they run (the job's transaction, terminated, is rolled
+    back). Returns the ids that moved.
     """
-    return _end_with_cascade(cr, ids, from_states, "cancelled", {"exc_message": message})
+    moved = _end_with_cascade(cr, ids, from_states, "cancelled", {"exc_message": message})
+    if moved and STARTED in from_states:
+        cr.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, STOP_PAYLOAD))
+    return moved
 
 
 def requeue(cr, ids, from_states):

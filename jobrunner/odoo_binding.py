@@ -11,7 +11,7 @@ from odoo.tools import config
 
 from ..core import settings
 from ..core.channels import configured_channels
-from ..execution import run_claimed
+from ..execution import record_timeout, run_claimed
 from . import databases
 from .runner import Runner
 
@@ -66,6 +66,9 @@ class OdooBinding:
             raise
         # Caches and models the job changed are reloaded by the other processes too.
         registry.signal_changes()
+
+    def record_timeout(self, db_name, cr, job, seconds, stack):
+        record_timeout(cr, job, seconds, stack)
 
 
 def make_runner():

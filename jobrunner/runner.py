@@ -23,6 +23,18 @@ Channel capacities hold across runner processes because claims are
 serialised in the database, not here: a runner may have more executors than
 it gets slots.
 
+A job is stopped when it runs past its time limit (its own ``timeout``, its
+job function's, else its channel's ``timeout=`` option), or when it is
+cancelled while it runs (a ``stop`` notification; also checked at each
+rescue). The dispatcher then terminates the server process of the job's
+connection (its transaction is rolled back, whatever it does next on the
+database fails), records a timeout as the job's outcome (``Binding.record_timeout``),
+raises :class:`_JobStopped` in the job's thread, and starts another executor
+in place of that thread, which is abandoned: it records nothing more and
+claims no more; Python code cannot be killed, so a thread in a long C call
+(``time.sleep``) ends only when that call returns. ``readme/DEVELOP.md``
+says why threads and not a process per job.
+
 Odoo is not imported here: a :class:`Binding` gives the runner its databases,
 cursors, and the run of a job. ``odoo_binding.py`` is Odoo's; the pure
 tests use one on plain psycopg2.
@@ -33,20 +45,24 @@ have to pass back and forth.
 """
 
 import contextlib
+import ctypes
+import itertools
 import logging
 import math
 import select
 import signal
 import socket
+import sys
 import threading
 import time
+import traceback
 from typing import Protocol
 
 import psycopg2
 
 from ..core import claim, isolation, schema
 from ..core.channels import ChannelsConfigError
-from ..core.schema import ETA_PAYLOAD, NOTIFY_CHANNEL
+from ..core.schema import ETA_PAYLOAD, NOTIFY_CHANNEL, STOP_PAYLOAD
 from .databases import UnknownDatabaseError
 
 _logger = logging.getLogger(__name__)
@@ -92,6 +108,15 @@ class Binding(Protocol):
         Raise only when the database connection fails.
         """
 
+    def record_timeout(self, db_name, cr, job, seconds, stack):
+        """Record that ``job`` (the claimed row) ran past its limit of ``seconds``.
+
+        On ``cr``, in the transaction that took the job over (the caller
+        commits), only if the job is still ``started``: failed with
+        ``JobTimeout``, or retried per its retry pattern. ``stack`` is the
+        job's Python stack when it was stopped, as text.
+        """
+
 
 class OutdatedSchemaError(Exception):
     """The database has queue_job's objects of another version; the message is one line."""
@@ -116,6 +141,13 @@ class _Backoff:
         self.failures = 0
 
 
+class _JobStopped(BaseException):
+    """Raised in the thread of a stopped job: it ends, and records nothing.
+
+    A BaseException, so that a job's ``except Exception`` does not swallow it.
+    """
+
+
 class _Executors:
     """The executor threads of one database, and the wake-ups owed to them."""
 
@@ -126,14 +158,34 @@ class _Executors:
         self._wakeups = 0
         self._stopping = False
         self._condition = threading.Condition()
-        self._threads = [
-            threading.Thread(
-                target=self._loop, name=f"queue_job {db_name} executor {number}", daemon=True
-            )
-            for number in range(size)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._numbers = itertools.count()
+        self._sessions = []  # of the executors that claim jobs; abandoned ones left out
+        for _number in range(size):
+            self._start_executor()
+
+    def _start_executor(self):
+        session = self._new_session()
+        session.thread = threading.Thread(
+            target=self._loop,
+            args=(session,),
+            name=f"queue_job {self._db_name} executor {next(self._numbers)}",
+            daemon=True,
+        )
+        self._sessions.append(session)
+        session.thread.start()
+
+    def replace(self, session):
+        """Start an executor in place of ``session``'s, whose thread is abandoned."""
+        with self._condition:
+            self._sessions.remove(session)
+            if not self._stopping:
+                self._start_executor()
+        self.wake()  # a slot is free
+
+    def sessions(self):
+        """The sessions of the executors that claim jobs."""
+        with self._condition:
+            return list(self._sessions)
 
     def wake(self):
         """Have one more executor look for a job: an idle one, or the next to be idle.
@@ -154,10 +206,14 @@ class _Executors:
 
     def join(self, deadline):
         """Wait for the executors until ``deadline`` (monotonic, or ``math.inf``:
-        until they end); return how many still run."""
-        for thread in self._threads:
+        until they end); return how many still run.
+
+        Abandoned threads are not waited for: their jobs are over.
+        """
+        threads = [session.thread for session in self.sessions()]
+        for thread in threads:
             thread.join(None if deadline == math.inf else max(0.0, deadline - time.monotonic()))
-        return sum(thread.is_alive() for thread in self._threads)
+        return sum(thread.is_alive() for thread in threads)
 
     def _next_wakeup(self):
         with self._condition:
@@ -168,8 +224,7 @@ class _Executors:
             self._wakeups -= 1
             return True
 
-    def _loop(self):
-        session = self._new_session()
+    def _loop(self, session):
         try:
             while self._next_wakeup():
                 try:
@@ -186,6 +241,12 @@ class _Executors:
                 except Exception:
                     _logger.exception("database %s: executor error", self._db_name)
                     session.close()
+        except _JobStopped:
+            _logger.warning(
+                "database %s: the abandoned thread of stopped job %s ended",
+                self._db_name,
+                session.stopped_job_id,
+            )
         finally:
             session.close()
 
@@ -202,6 +263,14 @@ class _Session:
     def __init__(self, database):
         self._database = database
         self._cr = None  # the binding's cursor
+        self.thread = None  # the executor's, set by _Executors
+        self.pid = None  # of the server process of the connection
+        # What the dispatcher reads and the executor writes, under _guard:
+        self.job = None  # the claimed row of the job it runs
+        self.deadline = math.inf  # monotonic time the job must end by
+        self.timeout = None  # its time limit, in seconds
+        self.stopped_job_id = None  # set once the dispatcher stops the job
+        self._guard = threading.Lock()
 
     def run_one(self):
         """Claim a job and run it; False when nothing was claimable."""
@@ -215,10 +284,12 @@ class _Session:
             job = self._claim()
         if job is None:
             return False
+        self._begin(job)
         database.executors.wake()  # more may be claimable: let a peer look
         try:
             database.binding.run_job(database.name, self._cr, job)
         finally:
+            self._end()
             # Its outcome committed, the job is no longer the rescue's
             # business; if run_job raised, it stays started and unlocked,
             # and the rescue requeues it. (A connection given back to a pool
@@ -239,8 +310,54 @@ class _Session:
                 # Claims must be READ COMMITTED (see queue_job_claim in
                 # core/schema.py); the jobs' transactions say their own level.
                 isolation.read_committed_session(cr)
+                self.pid = claim.backend_pid(cr)
         with _autocommit_cursor(self._cr) as cr:
             return claim.claim_job(cr, database.channels)
+
+    def _begin(self, job):
+        database = self._database
+        timeout = job.get("timeout") or database.channels.timeout_of(job["channel"])
+        with self._guard:
+            self.job = job
+            self.timeout = timeout
+            self.deadline = time.monotonic() + timeout if timeout else math.inf
+        if timeout and timeout < RESCUE_INTERVAL:
+            # The dispatcher's wait may end after this deadline: have it
+            # recompute (it wakes at least every RESCUE_INTERVAL).
+            database.wake_dispatcher()
+
+    def _end(self):
+        with self._guard:
+            self.job, self.timeout, self.deadline = None, None, math.inf
+            if self.stopped_job_id is not None:
+                raise _JobStopped
+
+    # -- dispatcher side -------------------------------------------------
+
+    def abandon(self, job_id):
+        """Take the run of ``job_id`` from this executor, if it still runs it.
+
+        Its thread will record nothing more and claim no more. Return the
+        job's Python stack (text), or None if the job had ended.
+        """
+        with self._guard:
+            if self.job is None or self.job["id"] != job_id or self.stopped_job_id is not None:
+                return None
+            self.stopped_job_id = job_id
+            frame = sys._current_frames().get(self.thread.ident)
+            return "".join(traceback.format_stack(frame)) if frame else ""
+
+    def interrupt(self):
+        """Raise :class:`_JobStopped` in the abandoned thread, if its job still runs.
+
+        It lands between two bytecodes: a thread in a C call (a sleep, say)
+        gets it when the call returns.
+        """
+        with self._guard:
+            if self.job is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self.thread.ident), ctypes.py_object(_JobStopped)
+                )
 
     def close(self):
         if self._cr is not None:
@@ -270,10 +387,12 @@ class _DatabaseDispatcher:
     """What the dispatcher keeps of one database it serves: its LISTEN
     connection, its deadlines, its executors."""
 
-    def __init__(self, name, binding, channels):
+    def __init__(self, name, binding, channels, wake_dispatcher):
         self.name = name
         self.binding = binding
         self.channels = channels
+        #: Have the dispatcher compute its deadlines again (from any thread).
+        self.wake_dispatcher = wake_dispatcher
         self._connection = None
         self._backoff = _Backoff()
         self._reconnect_at = 0.0
@@ -296,7 +415,10 @@ class _DatabaseDispatcher:
             return self._reconnect_at
         if self._connection.notifies:  # received while a query ran
             return 0.0
-        return min(self._rescue_at, self._eta_at)
+        return min(self._rescue_at, self._eta_at, self._job_deadline())
+
+    def _job_deadline(self):
+        return min((session.deadline for session in self.executors.sessions()), default=math.inf)
 
     def serve(self, now, readable):
         """Do what is due: reconnect, take notifications, rescue, wake an executor."""
@@ -313,11 +435,16 @@ class _DatabaseDispatcher:
             # throttled channel started a job), and after each rescue.
             eta_changed = now >= self._eta_at or any(n.payload == ETA_PAYLOAD for n in notifies)
             due = bool(notifies) or now >= min(self._rescue_at, self._eta_at)
+            cancelled = any(n.payload == STOP_PAYLOAD for n in notifies)
             notifies.clear()
+            if now >= self._job_deadline():
+                self._stop_overdue_jobs(now)
             if now >= self._rescue_at:
                 self._rescue()
                 self._rescue_at = now + RESCUE_INTERVAL
-                eta_changed = True
+                eta_changed = cancelled = True  # a stop notification may have been missed
+            if cancelled:
+                self._stop_cancelled_jobs()
             if due:
                 self.executors.wake()
             if eta_changed:
@@ -383,6 +510,62 @@ class _DatabaseDispatcher:
                 failed,
             )
 
+    def _stop_overdue_jobs(self, now):
+        for session in self.executors.sessions():
+            job, timeout = session.job, session.timeout
+            if job is not None and now >= session.deadline:
+                self._stop(session, job, f"it ran past its time limit of {timeout:g} s", timeout)
+
+    def _stop_cancelled_jobs(self):
+        running = {}  # job id -> (session, job)
+        for session in self.executors.sessions():
+            job = session.job
+            if job is not None:
+                running[job["id"]] = (session, job)
+        if not running:
+            return
+        with self._connection.cursor() as cr:
+            cancelled = claim.cancelled_among(cr, list(running))
+        self._connection.commit()
+        for job_id in cancelled:
+            self._stop(*running[job_id], "it was cancelled")
+
+    def _stop(self, session, job, why, timeout=None):
+        """Stop ``job``, which ``session`` runs: terminate its connection, record
+        a timeout, interrupt and replace its thread (see the module's docstring)."""
+        stack = session.abandon(job["id"])
+        if stack is None:
+            return  # it ended meanwhile
+        _logger.warning(
+            "database %s: stopping job %s (%s): %s; its thread is abandoned",
+            self.name,
+            job["id"],
+            job["uuid"],
+            why,
+        )
+        try:
+            self._take_over(session.pid, job, timeout, stack)
+        except Exception:  # noqa: BLE001 - the rescue requeues a job left started
+            _logger.exception("database %s: could not stop job %s cleanly", self.name, job["id"])
+        finally:
+            session.interrupt()
+            self.executors.replace(session)
+
+    def _take_over(self, pid, job, timeout, stack):
+        """End server process ``pid``, which runs ``job``, and record its timeout
+        (if ``timeout``), on a connection of the dispatcher's own."""
+        cr = self.binding.cursor(self.name)
+        try:
+            claim.take_over(cr, job["id"], pid)
+            if timeout is not None:
+                self.binding.record_timeout(self.name, cr, job, timeout, stack)
+            cr.commit()
+        finally:
+            with contextlib.closing(cr):
+                cr.rollback()
+                with _autocommit_cursor(cr) as plain:
+                    claim.drop_liveness_lock(plain, job["id"])
+
     def _next_eta(self):
         with self._connection.cursor() as cr:
             seconds = claim.seconds_until_next_eta(cr, self.channels)
@@ -431,6 +614,10 @@ class Runner:
         """
         self._grace_period = math.inf if grace_period is None else grace_period
         self._stop_requested.set()
+        self._wake()
+
+    def _wake(self):
+        """Interrupt the dispatcher's wait; safe from a signal handler and from any thread."""
         # OSError: a wake-up is already pending, or run() has returned.
         with contextlib.suppress(OSError):
             self._wakeup_sender.send(b"\0")
@@ -513,7 +700,9 @@ class Runner:
                     self._channels.root_capacity + 1,
                     self._channels.root_capacity,
                 )
-                self._databases[name] = _DatabaseDispatcher(name, self._binding, self._channels)
+                self._databases[name] = _DatabaseDispatcher(
+                    name, self._binding, self._channels, self._wake
+                )
         for name in set(self._databases) - set(names):
             _logger.info("database %s: no longer served", name)
             database = self._databases.pop(name)

@@ -20,6 +20,7 @@ class Base(models.AbstractModel):
         description=None,
         channel=None,
         identity_key=None,
+        timeout=None,
     ):
         """Delay the next method call as a job and return the :class:`Job`.
 
@@ -29,6 +30,8 @@ class Base(models.AbstractModel):
         ``identity_key`` (a string or a function of the job, such as
         :func:`~odoo.addons.queue_job.job.identity_exact`) returns the job
         already waiting with the same key instead of storing a second one.
+        ``timeout`` (seconds) stops the job if it runs longer, before its job
+        function's limit and its channel's (see readme/USAGE.md).
         """
         return DelayableRecordset(
             self,
@@ -38,6 +41,7 @@ class Base(models.AbstractModel):
             description=description,
             channel=channel,
             identity_key=identity_key,
+            timeout=timeout,
         )
 
     def delayable(
@@ -48,6 +52,7 @@ class Base(models.AbstractModel):
         description=None,
         channel=None,
         identity_key=None,
+        timeout=None,
     ):
         """A :class:`Delayable`: a job of a graph, stored by ``delay()``.
 
@@ -62,6 +67,7 @@ class Base(models.AbstractModel):
             description=description,
             channel=channel,
             identity_key=identity_key,
+            timeout=timeout,
         )
 
     def _patch_job_auto_delay(self, method_name, context_key=None):

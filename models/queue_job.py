@@ -34,7 +34,7 @@ MANAGER_GROUP = "queue_job.group_queue_job_manager"
 # it is, and the action says so.
 SET_DONE_FROM = (WAIT_DEPENDENCIES, PENDING, ENQUEUED, FAILED, CANCELLED)
 SET_FAILED_FROM = (WAIT_DEPENDENCIES, PENDING, ENQUEUED)
-CANCEL_FROM = (WAIT_DEPENDENCIES, PENDING, ENQUEUED, FAILED)
+CANCEL_FROM = (WAIT_DEPENDENCIES, PENDING, ENQUEUED, STARTED, FAILED)
 REQUEUE_FROM = (FAILED, CANCELLED, DONE)
 RUN_NOW_FROM = (PENDING, ENQUEUED, FAILED)
 # The states a trusted write() of ``state`` (Job.store()) moves a job from.
@@ -98,6 +98,12 @@ class QueueJob(models.Model):
     retry = fields.Integer(string="Current try", readonly=True)
     max_retries = fields.Integer(
         readonly=True, help="The job fails after this many tries; 0: retry forever"
+    )
+    timeout = fields.Float(
+        string="Time Limit (s)",
+        readonly=True,
+        help="Seconds the job may run before the runner stops it (its own or its job "
+        "function's); empty: its channel's, if the runner's configuration sets one",
     )
     channel = fields.Char(readonly=True, index=True)
     job_function_id = fields.Many2one("queue.job.function", string="Job Function", readonly=True)
@@ -356,7 +362,8 @@ class QueueJob(models.Model):
         return self._action_result(self._set_failed(), self.env._("%s job(s) set to failed."))
 
     def button_cancelled(self):
-        """Cancel: the jobs that wait on these are cancelled too."""
+        """Cancel: the jobs that wait on these are cancelled too; a running one is
+        stopped by its runner, its writes rolled back."""
         return self._action_result(self._set_cancelled(), self.env._("%s job(s) cancelled."))
 
     def requeue(self):

@@ -17,7 +17,7 @@ JOB_FUNCTION_NAME = re.compile(r"^<([0-9a-z_.]+)>\.([0-9a-zA-Z_]+)$")
 JobConfig = namedtuple(
     "JobConfig",
     "channel retry_pattern related_action_enable related_action_func_name "
-    "related_action_kwargs job_function_id allow_commit on_fail_method_name",
+    "related_action_kwargs job_function_id allow_commit on_fail_method_name timeout",
 )
 
 
@@ -79,6 +79,12 @@ class QueueJobFunction(models.Model):
     allow_commit = fields.Boolean(
         help="Allow the job to commit its transaction itself. Without it a job "
         "is all or nothing: a failed try leaves nothing behind",
+    )
+    timeout = fields.Float(
+        string="Time Limit (s)",
+        help="Seconds a job of this function may run before the runner stops it "
+        "(failed with JobTimeout, or retried per the retry pattern). 0: the limit of "
+        "its channel, if any; with_delay(timeout=...) overrides it",
     )
 
     # The form edits the two JSON settings as text.
@@ -199,6 +205,18 @@ class QueueJobFunction(models.Model):
                     )
                 )
 
+    @api.constrains("timeout")
+    def _check_timeout(self):
+        for function in self.filtered(lambda function: function.timeout < 0):
+            raise exceptions.ValidationError(
+                self.env._(
+                    "Time limit of %(name)s must be a number of seconds >= 0 (0: none), "
+                    "not %(timeout)s",
+                    name=function.name,
+                    timeout=function.timeout,
+                )
+            )
+
     @api.constrains("model_id", "on_fail_method")
     def _check_on_fail_method(self):
         for function in self.filtered("on_fail_method"):
@@ -257,6 +275,7 @@ class QueueJobFunction(models.Model):
             job_function_id=function.id,
             allow_commit=function.allow_commit,
             on_fail_method_name=function.on_fail_method or None,
+            timeout=function.timeout or None,
         )
 
     def _create_on_first_use(self, name):

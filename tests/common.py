@@ -75,7 +75,7 @@ def _same_method(method, other):
 class JobCall(typing.NamedTuple):
     """One delayed call: the method, its arguments and the job properties
     (``priority``, ``eta``, ``max_retries``, ``description``, ``channel``,
-    ``identity_key``) as they were given to ``with_delay()``/``delayable()``."""
+    ``identity_key``, ``timeout``) as they were given to ``with_delay()``/``delayable()``."""
 
     method: typing.Callable
     args: tuple

@@ -136,6 +136,75 @@ def test_runner_reconnects_when_its_connections_are_cut(server):
     assert "bad query" not in log
 
 
+def counter_of(record_id):
+    with psycopg2.connect(dbname=DB) as conn, conn.cursor() as cr:
+        cr.execute("SELECT COALESCE(counter, 0) FROM test_queue_job WHERE id = %s", (record_id,))
+        return cr.fetchone()[0]
+
+
+def started_at(job_id):
+    with psycopg2.connect(dbname=DB) as conn, conn.cursor() as cr:
+        cr.execute(
+            "SELECT EXTRACT(EPOCH FROM date_started AT TIME ZONE 'UTC')::float8"
+            " FROM queue_job WHERE id = %s",
+            (job_id,),
+        )
+        return cr.fetchone()[0]
+
+
+def test_job_past_its_time_limit_fails_with_job_timeout_and_the_next_job_runs(server):
+    out = shell(
+        f"record = {RECORD}\n"
+        "stopped = record.with_delay(timeout=2).increment_then_sleep(60)\n"
+        "following = record.with_delay().increment(1)\n"
+        "print('JOBS', record.id, stopped.id, following.id)\n"
+    )
+    line = next(line for line in out.splitlines() if line.startswith("JOBS "))
+    record_id, stopped, following = map(int, line.split()[1:])
+    row = wait_for(stopped, {"done", "failed"}, timeout=15)
+    assert row["state"] == "failed"
+    assert row["done_at"] - started_at(stopped) < 5, "stopped within 5 s of its start"
+    assert row["exc_name"] == "odoo.addons.queue_job.exception.JobTimeout"
+    assert "time.sleep(seconds)" in row["exc_info"], "the job's stack when it was stopped"
+    assert wait_for(following, {"done", "failed"}, timeout=5)["state"] == "done"
+    assert counter_of(record_id) == 1, "the stopped job's increment was rolled back"
+    log = server.log_path.read_text()
+    assert f"stopping job {stopped} " in log
+    assert "Traceback" not in log
+
+
+def test_cancel_of_a_running_job_from_another_process_stops_it(server):
+    out = shell(
+        "from odoo.addons.queue_job.delay import chain\n"
+        f"record = {RECORD}\n"
+        "running = record.delayable().increment_then_sleep(60)\n"
+        "after = record.delayable().increment(1)\n"
+        "chain(running, after).delay()\n"
+        "print('JOBS', record.id, running._generated_job.id, after._generated_job.id)\n"
+    )
+    line = next(line for line in out.splitlines() if line.startswith("JOBS "))
+    record_id, running, after = map(int, line.split()[1:])
+    wait_for(running, {"started"}, timeout=10)
+    time.sleep(0.5)  # in its sleep, its increment flushed
+    shell(f"env['queue.job'].browse({running}).button_cancelled()\n")
+    cancelled_at = time.monotonic()
+    while "its thread is abandoned" not in server.log_path.read_text():
+        assert time.monotonic() - cancelled_at < 5, "not stopped within 5 s"
+        time.sleep(0.05)
+    assert job_row(running)["state"] == "cancelled"
+    assert job_row(after)["state"] == "cancelled"
+    assert counter_of(record_id) == 0, "the cancelled job's increment was rolled back"
+    with psycopg2.connect(dbname=DB) as conn, conn.cursor() as cr:
+        cr.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+            " AND objid = %s::oid",
+            (running,),
+        )
+        assert cr.fetchone()[0] == 0, "its connection, which held its liveness lock, is gone"
+    job_id, _ = delay(f"{RECORD}.with_delay().increment(2)")
+    assert wait_for(job_id, {"done", "failed"}, timeout=5)["state"] == "done"
+
+
 RUNNER_ROLE, RUNNER_PASSWORD = "queue_job_e2e_runner", "e2e-secret"
 
 

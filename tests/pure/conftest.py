@@ -52,7 +52,8 @@ CREATE TABLE queue_job (
     date_started timestamp,
     date_done timestamp,
     exec_time double precision,
-    pending_dependency_count integer
+    pending_dependency_count integer,
+    timeout double precision
 );
 CREATE TABLE queue_job_dependency (
     job_id integer NOT NULL REFERENCES queue_job(id) ON DELETE CASCADE,

@@ -6,8 +6,9 @@
 ``SERVER_DSN`` reaches the server (its dbname is replaced by each
 database's). The fake job sleeps for the number of seconds in its ``name``,
 records its execution in ``job_execution`` (pid, start and end by the
-database clock) and ends done through ``transitions.mark_done``, as
-``execution.run_claimed`` does in Odoo. Every connection has the application
+database clock; ``wrote`` in the job's transaction before it sleeps) and ends
+done through ``transitions.mark_done``, as ``execution.run_claimed`` does in
+Odoo. A job past its time limit is failed with :data:`JOB_TIMEOUT`. Every connection has the application
 name :data:`APPLICATION_NAME`, for the tests to find them.
 """
 
@@ -27,6 +28,8 @@ from queue_job.jobrunner.databases import served_databases
 from queue_job.jobrunner.runner import Runner, run_until_signalled
 
 APPLICATION_NAME = "queue_job_test_runner"
+#: ``exc_name`` of a job that ran past its time limit.
+JOB_TIMEOUT = "JobTimeout"
 
 
 class Cursor:
@@ -95,12 +98,26 @@ class PsycopgBinding:
         )
         execution_id = cr.fetchone()[0]
         cr.commit()  # the tests see which process runs the job while it runs
+        cr.execute(
+            "UPDATE job_execution SET wrote = clock_timestamp() WHERE id = %s", (execution_id,)
+        )
         time.sleep(seconds)
         cr.execute(
             "UPDATE job_execution SET ended = clock_timestamp() WHERE id = %s", (execution_id,)
         )
         transitions.mark_done(cr, [job["id"]], ("started",))
         cr.commit()
+
+    def record_timeout(self, db_name, cr, job, seconds, stack):
+        assert "time.sleep(seconds)" in stack, stack  # the job's own stack
+        transitions.mark_failed(
+            cr,
+            [job["id"]],
+            ("started",),
+            exc_name=JOB_TIMEOUT,
+            exc_message=f"ran past its time limit of {seconds:g} s",
+            exc_info=stack,
+        )
 
     def _dsn(self, db_name):
         return make_dsn(self._server_dsn, dbname=db_name, application_name=APPLICATION_NAME)

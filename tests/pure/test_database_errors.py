@@ -46,14 +46,14 @@ def test_errors_of_the_statement_are_not_a_lost_connection(connect, statements, 
     assert not isinstance(err, CONCURRENCY_ERRORS)
 
 
-def test_a_lock_timeout_is_a_concurrency_error(connect, conn):
+def test_a_lock_timeout_is_an_error_of_the_job(connect, conn):
     holder, waiter = connect(), connect()
     with holder.cursor() as cr:
         cr.execute("LOCK TABLE queue_job")
     err = raised(waiter, "SET lock_timeout = 10", "SELECT count(*) FROM queue_job")
     holder.rollback()
     assert isinstance(err, psycopg2.errors.LockNotAvailable)
-    assert isinstance(err, CONCURRENCY_ERRORS)
+    assert not isinstance(err, CONCURRENCY_ERRORS)
     assert not connection_lost(err)
 
 

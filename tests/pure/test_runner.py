@@ -1,6 +1,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
 """Runner processes (runner_process.py) against a real database: capacity across
-processes, exactly-once execution, rescue after kill -9, pickup, stop, bad config."""
+processes, exactly-once execution, rescue after kill -9, pickup, stop, bad config,
+time limits and the cancel of a running job."""
 
 import os
 import signal
@@ -9,17 +10,19 @@ import sys
 import threading
 import time
 from contextlib import closing
+from datetime import timedelta
 
 import psycopg2
 import pytest
 from conftest import create_database, drop_database
-from jobs import insert_job
+from jobs import insert_graph, insert_job
 from psycopg2.extensions import parse_dsn
-from runner_process import APPLICATION_NAME, PsycopgBinding
+from runner_process import APPLICATION_NAME, JOB_TIMEOUT, PsycopgBinding
 
 from queue_job.core import schema, transitions
 from queue_job.core.channels import Channels
-from queue_job.core.claim import WORKER_DIED
+from queue_job.core.claim import LOCK_NAMESPACE, WORKER_DIED
+from queue_job.core.transitions import DEPENDENCY_CANCELLED
 from queue_job.jobrunner.runner import (
     RECONNECT_DELAY,
     RECONNECT_DELAY_MAX,
@@ -38,7 +41,7 @@ def make_served(dsn):
         cr.execute(
             """CREATE TABLE job_execution (id serial PRIMARY KEY, job_id integer,
                    pid integer, started timestamp with time zone,
-                   ended timestamp with time zone)"""
+                   wrote timestamp with time zone, ended timestamp with time zone)"""
         )
     return dsn
 
@@ -471,3 +474,107 @@ def test_bad_configuration_stops_with_one_line(start_runner, channels, db_name, 
     assert runner.wait(timeout=10) == 2
     [line] = log_lines(runner)
     assert message in line and "not started" in line
+
+
+def job_state(conn, job_id):
+    return run_sql(
+        conn, "SELECT state, exc_name, exc_message FROM queue_job WHERE id = %s", (job_id,)
+    )[0]
+
+
+def holds_liveness_lock(conn, job_id):
+    [(held,)] = run_sql(
+        conn,
+        "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+        " AND classid = %s::oid AND objid = %s::oid",
+        (LOCK_NAMESPACE, job_id),
+    )
+    return held
+
+
+@pytest.mark.parametrize(
+    "channels, channel, job_timeout, limit",
+    [
+        ("root:1", "root", 2, 2),  # the job's own
+        ("root:1,root.t:1:timeout=2", "root.t.sub", None, 2),  # its channel's ancestor's
+        ("root:1:timeout=60", "root", 1.5, 1.5),  # the job's own before its channel's
+    ],
+)
+def test_job_past_its_time_limit_fails_and_the_next_job_runs(
+    db, start_runner, channels, channel, job_timeout, limit
+):
+    runner = start_runner(channels)
+    with db, db.cursor() as cr:
+        job_id = insert_job(cr, name="60", channel=channel, timeout=job_timeout)
+        next_id = insert_job(cr, name="0", channel=channel)
+    [(_, started, _)] = wait_for(lambda: executions(db, job_id), 10, "job never started")
+    wait_for(lambda: job_state(db, job_id)[0] == "failed", 5, "job not stopped in time")
+    [(elapsed,)] = run_sql(db, "SELECT EXTRACT(EPOCH FROM clock_timestamp() - %s)", (started,))
+    assert limit <= elapsed < limit + 2
+    assert job_state(db, job_id) == (
+        "failed",
+        JOB_TIMEOUT,
+        f"ran past its time limit of {limit:g} s",
+    )
+    wait_until_done(db, [next_id], timeout=2)
+    # Its transaction was rolled back with its connection, which held its lock.
+    assert executions(db, job_id)[0][2] is None
+    assert run_sql(db, "SELECT wrote FROM job_execution WHERE job_id = %s", (job_id,)) == [(None,)]
+    assert not holds_liveness_lock(db, job_id)
+    log = runner.log_path.read_text()
+    assert f"stopping job {job_id} " in log and "time limit" in log
+    assert "Traceback" not in log and "worker died" not in log
+
+
+def test_a_stopped_job_frees_its_slot_but_its_thread_adds_no_capacity(db, start_runner):
+    runner = start_runner("root:1")
+    with db, db.cursor() as cr:
+        stopped = insert_job(cr, name="4", timeout=0.5)
+    wait_for(lambda: job_state(db, stopped)[0] == "failed", 5, "job not stopped in time")
+    # Its thread still sleeps: the new executor takes the jobs one at a time.
+    job_ids = insert_jobs(db, 0.3, count=4)
+    wait_until_done(db, job_ids, timeout=10)
+    rows = run_sql(
+        db,
+        "SELECT started, ended FROM job_execution WHERE job_id = ANY(%s) ORDER BY started",
+        (job_ids,),
+    )
+    for (_, ended), (started, _) in zip(rows, rows[1:]):
+        assert ended <= started, "one at a time"
+    [(_, stopped_start, _)] = executions(db, stopped)
+    assert rows[-1][1] < stopped_start + timedelta(seconds=4), "while its thread slept"
+    # Once its sleep returns, the thread ends, and writes nothing.
+    wait_for(
+        lambda: f"the abandoned thread of stopped job {stopped} ended"
+        in runner.log_path.read_text(),
+        5,
+        "abandoned thread did not end",
+    )
+    assert job_state(db, stopped)[:2] == ("failed", JOB_TIMEOUT)
+    assert executions(db, stopped)[0][2] is None
+    assert "Traceback" not in runner.log_path.read_text()
+
+
+def test_cancel_of_a_running_job_stops_it_in_its_runner(db, start_runner):
+    runner = start_runner("root:2")
+    with db, db.cursor() as cr:
+        ids = insert_graph(cr, [("after", "running")])
+        cr.execute("UPDATE queue_job SET name = '60' WHERE id = %s", (ids["running"],))
+    wait_for(lambda: executions(db, ids["running"]), 10, "job never started")
+    assert holds_liveness_lock(db, ids["running"])
+    with db, db.cursor() as cr:  # a manager's Cancel, in this process
+        assert transitions.mark_cancelled(cr, [ids["running"]], ("started",), message="no")
+    cancelled_at = time.monotonic()
+    wait_for(
+        lambda: not holds_liveness_lock(db, ids["running"]), 5, "job's connection not ended"
+    )
+    assert time.monotonic() - cancelled_at < 2, "stopped on the notification"
+    assert job_state(db, ids["running"]) == ("cancelled", None, "no")
+    assert job_state(db, ids["after"])[:2] == ("cancelled", DEPENDENCY_CANCELLED)
+    assert run_sql(
+        db, "SELECT wrote FROM job_execution WHERE job_id = %s", (ids["running"],)
+    ) == [(None,)]
+    wait_until_done(db, insert_jobs(db, 0, count=2), timeout=2)  # capacity intact
+    log = runner.log_path.read_text()
+    assert f"stopping job {ids['running']} " in log and "cancelled" in log
+    assert "Traceback" not in log

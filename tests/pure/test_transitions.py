@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+import psycopg2
 import pytest
 from jobs import (
     counter_mismatches,
@@ -24,7 +25,7 @@ from jobs import (
 )
 
 from queue_job.core import transitions
-from queue_job.core.schema import ETA_PAYLOAD, NOTIFY_CHANNEL
+from queue_job.core.schema import ETA_PAYLOAD, NOTIFY_CHANNEL, STOP_PAYLOAD
 
 #: What the runner passes after a job ran.
 RAN = ("started",)
@@ -759,3 +760,49 @@ def test_new_pending_job_notifies_and_says_if_it_waits_for_an_eta(conn, connect,
     received += notifications(listener, 0)
     assert [n.payload for n in received] == [payload]
 
+
+
+@pytest.mark.parametrize(
+    "from_states, payloads",
+    [(BUTTON, ["", STOP_PAYLOAD]), (("pending", "failed"), [])],
+)
+def test_cancel_that_may_end_a_running_job_tells_the_runners_to_stop(
+    conn, connect, from_states, payloads
+):
+    with conn.cursor() as cr:
+        job_id = insert_job(cr, state="started")
+    conn.commit()
+    listener = listen(connect)
+    with conn.cursor() as cr:
+        transitions.mark_cancelled(cr, [job_id], from_states)
+    conn.commit()
+    received = notifications(listener, 1 if payloads else 0.3)
+    time.sleep(0.1)
+    received += notifications(listener, 0)
+    assert sorted(n.payload for n in received) == payloads
+
+
+@pytest.mark.parametrize("snapshot_before_cancel", [True, False])
+def test_a_running_job_that_ends_after_its_cancel_does_not_turn_done(
+    conn, connect, snapshot_before_cancel
+):
+    """The job's transaction is REPEATABLE READ (Odoo's); its done moves a started job only."""
+    with conn.cursor() as cr:
+        job_id = insert_job(cr, state="started")
+    conn.commit()
+    job_conn = connect()
+    job_conn.set_session(isolation_level="REPEATABLE READ")
+    job_cr = job_conn.cursor()
+    if snapshot_before_cancel:
+        job_cr.execute("SELECT 1")
+    with conn.cursor() as cr:
+        assert transitions.mark_cancelled(cr, [job_id], BUTTON) == [job_id]
+    conn.commit()
+    if snapshot_before_cancel:
+        with pytest.raises(psycopg2.errors.SerializationFailure):
+            transitions.mark_done(job_cr, [job_id], RAN, release=False)
+    else:
+        assert transitions.mark_done(job_cr, [job_id], RAN, release=False) == []
+    job_conn.rollback()
+    with conn.cursor() as cr:
+        assert job_row(cr, job_id)["state"] == CANCELLED

@@ -147,6 +147,12 @@ class TestQueueJob(models.Model):
     def sleep(self, seconds):
         time.sleep(seconds)
 
+    def increment_then_sleep(self, seconds):
+        """Write (flushed to the database, not committed), then sleep."""
+        self.increment()
+        self.env.flush_all()
+        time.sleep(seconds)
+
     def session_user(self):
         """The database role the job runs as, and how it reached the server."""
         self.env.cr.execute("SELECT session_user, inet_client_addr()::text")

@@ -18,3 +18,4 @@ from . import test_oca_api_helpers
 from . import test_run_now_liveness
 from . import test_odoo_binding
 from . import test_runner_worker
+from . import test_timeout

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from odoo import fields
 from odoo.tests import new_test_user, tagged
 
-from odoo.addons.queue_job.job import CONCURRENCY_RETRY_INTERVAL
+from odoo.addons.queue_job.job import CONCURRENCY_RETRY_INTERVAL, RETRY_INTERVAL
 
 from .job_runner_case import JobRunnerCase
 
@@ -87,10 +87,18 @@ class TestExecution(JobRunnerCase):
         self.assertEqual(job.state, "failed")
         self.assertEqual(job.retry, 1)
 
-    def test_a_database_error_fails_with_its_own_name(self):
+    def test_a_database_error_retries_per_the_pattern_under_its_own_name(self):
         # A statement timeout is an OperationalError, as a lost connection
-        # is: the job fails for it, it is not left started for the rescue.
-        job = self.delay("exceed_statement_timeout")
+        # is: it is the job's outcome, not left started for the rescue.
+        job = self.delay("exceed_statement_timeout", max_retries=2)
+        self.run_job(job)
+        self.assertEqual((job.state, job.retry), ("pending", 1))
+        self.assertEqual(job.exc_name, "psycopg2.errors.QueryCanceled")
+        self.assertEqual(self.seconds_to_eta(job), RETRY_INTERVAL)
+        self.assertEqual(self.record.name, "test record", "the job's own write is rolled back")
+
+    def test_a_database_error_out_of_tries_fails_with_its_own_name(self):
+        job = self.delay("exceed_statement_timeout", max_retries=1)
         self.run_job(job)
         self.assertEqual(job.state, "failed")
         self.assertEqual(job.exc_name, "psycopg2.errors.QueryCanceled")
@@ -207,7 +215,7 @@ class TestRunNowMatchesTheRunner(JobRunnerCase):
         self.assertEqual(run_now, runner)
 
     def test_a_database_error_fails_with_its_name(self):
-        runner, run_now = self.outcomes("exceed_statement_timeout")
+        runner, run_now = self.outcomes("exceed_statement_timeout", max_retries=1)
         self.assertEqual(runner[:3], ("failed", False, 1))
         self.assertIn("statement timeout", runner[3])
         self.assertEqual(runner[5], "test record")

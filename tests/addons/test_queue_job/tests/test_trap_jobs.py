@@ -153,6 +153,7 @@ class TestTrapJobs(TransactionCase):
                 "description": None,
                 "channel": None,
                 "identity_key": None,
+                "timeout": None,
             },
         )
         self.assertEqual(trap.calls, [expected])
