@@ -143,40 +143,29 @@ class QueueJobChannelOverview(models.Model):
                 now - since, locale=locale
             )
 
-    def _action_open_jobs(self, name, domain):
-        self.ensure_one()
-        return {
-            "type": "ir.actions.act_window",
-            "name": name,
-            "res_model": "queue.job",
-            "views": [(False, "list"), (False, "form")],
-            "domain": self.channel_id._jobs_domain() + domain,
-        }
-
+    # The jobs behind each number: the channel's own actions, whose domain
+    # (the channel and its sub-channels) is the one counted here.
     def action_open_running_jobs(self):
-        return self._action_open_jobs(
-            self.env._("Running Jobs of %s", self.name), [("state", "in", list(RUNNING_STATES))]
-        )
+        return self.channel_id.action_open_running_jobs()
 
     def action_open_pending_jobs(self):
-        return self._action_open_jobs(
-            self.env._("Pending Jobs of %s", self.name), [("state", "=", PENDING)]
-        )
+        return self.channel_id.action_open_pending_jobs()
 
     def action_open_waiting_jobs(self):
-        return self._action_open_jobs(
-            self.env._("Jobs of %s Waiting for Dependencies", self.name),
-            [("state", "=", WAIT_DEPENDENCIES)],
+        return self.channel_id._action_open_jobs(
+            self.env._("Jobs of %s Waiting for Dependencies", self.name), [WAIT_DEPENDENCIES]
         )
 
     def action_open_failed_jobs(self):
-        return self._action_open_jobs(
-            self.env._("Failed Jobs of %s", self.name), [("state", "=", FAILED)]
+        return self.channel_id._action_open_jobs(
+            self.env._("Failed Jobs of %s", self.name), [FAILED]
         )
 
     def _action_open_last_hour_jobs(self, name, state):
+        action = self.channel_id._action_open_jobs(name, [state])
         since = fields.Datetime.now() - datetime.timedelta(hours=1)
-        return self._action_open_jobs(name, [("state", "=", state), ("date_done", ">=", since)])
+        action["domain"] = action["domain"] + [("date_done", ">=", since)]
+        return action
 
     def action_open_done_last_hour_jobs(self):
         return self._action_open_last_hour_jobs(
