@@ -7,12 +7,12 @@ import { Component, onWillStart, onWillUpdateProps, useState } from "@odoo/owl";
 
 import { layoutLayers } from "./job_graph_layout";
 
-const NODE_WIDTH = 190;
-const NODE_HEIGHT = 46;
+const NODE_WIDTH = 220;
+const NODE_HEIGHT = 56;
 const GAP_X = 56;
 const GAP_Y = 14;
 const MARGIN = 8;
-const LABEL_LENGTH = 28;
+const LABEL_LENGTH = 32;
 
 /**
  * The job's whole graph (the jobs of its graph_uuid), drawn as nodes and
@@ -86,7 +86,8 @@ export class JobGraphField extends Component {
                 label,
                 detail: count === 1
                     ? stateLabels[states[0][0]] || states[0][0]
-                    : _t("%(count)s jobs: %(counts)s", { count, counts }),
+                    : _t("%s jobs", count),
+                counts: count === 1 ? "" : counts,
                 title: count === 1 ? `${node.label} (${counts})` : `${node.label}: ${counts}`,
                 className: classes.join(" "),
                 segments,

@@ -287,3 +287,16 @@ class TestOverviewAndGraphTours(TourScreenshots, HttpCase):
         self.start_tour_with_screenshots(
             "queue_job_jobs_per_minute", ["jobs_per_minute"], url="/odoo/queue-job-throughput"
         )
+
+    def test_graph_of_a_large_group_collapses_it(self):
+        record = self.env["test.queue.job"].create({"name": "large group"})
+        members = [record.delayable().record_call(str(index)) for index in range(500)]
+        callback = record.delayable(description="QJ large callback").record_call("callback")
+        group(*members).on_done(callback).delay()
+        jobs = self.env["queue.job"].browse([member._generated_job.id for member in members])
+        jobs[:40]._set_done()
+        jobs[40:45]._set_failed()
+        self.start_tour_with_screenshots(
+            "queue_job_graph_picture_large_group", ["large_group_graph"],
+            url=f"/odoo/queue-jobs/{callback._generated_job.id}",
+        )

@@ -254,3 +254,28 @@ registry.category("web_tour.tours").add("queue_job_jobs_per_minute", {
         screenshot("jobs_per_minute", ".o_graph_renderer canvas"),
     ],
 });
+
+registry.category("web_tour.tours").add("queue_job_graph_picture_large_group", {
+    steps: () => [
+        jobState("Failed"),
+        showDependencies(),
+        {
+            content: "The 500 members are one node, with their counts by state",
+            trigger: '.o_queue_job_graph .o_queue_job_graph_group:has(.o_queue_job_graph_detail:contains("500 jobs")):has(.o_queue_job_graph_segment_done):has(.o_queue_job_graph_segment_failed):has(.o_queue_job_graph_segment_pending)',
+        },
+        {
+            content: "Beside the callback, and nothing else",
+            trigger: ".o_queue_job_graph svg:has(.o_queue_job_graph_current):not(:has(.o_queue_job_graph_node:nth-of-type(3)))",
+        },
+        screenshot("large_group_graph", ".o_queue_job_graph"),
+        {
+            content: "Open the members from their node",
+            trigger: ".o_queue_job_graph .o_queue_job_graph_group",
+            run: "click",
+        },
+        {
+            content: "The 500 members are listed",
+            trigger: ".o_list_view .o_pager_limit:contains(500)",
+        },
+    ],
+});
