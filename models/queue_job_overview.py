@@ -19,7 +19,7 @@ from ..core.states import DONE, FAILED, PENDING, RUNNING_STATES, WAIT_DEPENDENCI
 
 #: The states counted per channel; the ends counted in the last hour and per minute.
 _COUNTED_STATES = (*RUNNING_STATES, PENDING, WAIT_DEPENDENCIES, FAILED)
-ENDED_STATES = (DONE, FAILED)
+_ENDED_STATES = (DONE, FAILED)
 #: The time of the read, in UTC as Odoo stores datetimes. Not
 #: ``schema.NOW_UTC``: ``clock_timestamp()`` is volatile, and a comparison
 #: with it cannot use the index on ``date_done``; ``now()`` is stable.
@@ -106,7 +106,7 @@ class QueueJobChannelOverview(models.Model):
             failed=FAILED,
             done=DONE,
             counted=_COUNTED_STATES,
-            ended=ENDED_STATES,
+            ended=_ENDED_STATES,
         )
 
     @api.model
@@ -121,12 +121,12 @@ class QueueJobChannelOverview(models.Model):
             channels = configured_channels(tools.config["config"]).channels
         except ChannelsConfigError:
             channels = {}
-        configured = {
+        return {
             name: (channels[name].capacity or 0, channels[name].paused)
-            for name in channel_names
             if name in channels
+            else (0, False)
+            for name in channel_names
         }
-        return {name: configured.get(name, (0, False)) for name in channel_names}
 
     def _compute_capacity(self):
         capacities = self._effective_capacity(self.mapped("name"))
@@ -217,8 +217,8 @@ class QueueJobThroughput(models.Model):
              CROSS JOIN unnest(%(ended_array)s::varchar[]) AS s(state)
               LEFT JOIN ended e ON e.date_minute = m.date_minute AND e.state = s.state
             """,
-            ended=ENDED_STATES,
-            ended_array=list(ENDED_STATES),
+            ended=_ENDED_STATES,
+            ended_array=list(_ENDED_STATES),
             failed=FAILED,
         )
 
