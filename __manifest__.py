@@ -15,9 +15,15 @@
         "views/queue_job_views.xml",
         "views/queue_job_channel_views.xml",
         "views/queue_job_function_views.xml",
+        "views/queue_job_overview_views.xml",
         "wizards/queue_job_action_wizard_views.xml",
         "views/queue_job_menus.xml",
     ],
+    "assets": {
+        "web.assets_backend": [
+            "queue_job/static/src/**/*",
+        ],
+    },
     "installable": True,
     "application": True,
     "post_load": "post_load",

@@ -92,6 +92,12 @@ _STATEMENTS = (
     CREATE INDEX IF NOT EXISTS queue_job_eta_idx
         ON queue_job (eta) WHERE state = 'pending' AND eta IS NOT NULL
     """,
+    # Jobs ended lately (Job Queue > Overview: the last hour, and per minute
+    # over the last 24 hours), and the autovacuum's old ones.
+    """
+    CREATE INDEX IF NOT EXISTS queue_job_date_done_idx
+        ON queue_job (date_done) WHERE date_done IS NOT NULL
+    """,
     # identity_key: at most one waiting job per key, enforced by PostgreSQL
     # so that two concurrent enqueues cannot both insert.
     f"""

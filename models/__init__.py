@@ -4,3 +4,5 @@ from . import queue_job_config_mixin
 from . import queue_job_channel
 from . import queue_job_function
 from . import queue_job
+from . import queue_job_graph
+from . import queue_job_overview

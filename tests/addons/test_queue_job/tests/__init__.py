@@ -11,6 +11,7 @@ from . import test_action_wizard
 from . import test_autovacuum
 from . import test_notifications
 from . import test_ui
+from . import test_overview
 from . import test_configuration
 from . import test_oca_api_core
 from . import test_oca_api_model

@@ -84,27 +84,12 @@ class TestJobFormButtons(TransactionCase):
         self.assertEqual(len(self.env["queue.job"].search(domain)), 3)
 
 
-@tagged("post_install", "-at_install")
-class TestJobQueueTours(HttpCase):
-    """Open the Job Queue as a manager and act on a member of a group."""
+class TourScreenshots:
+    """For HttpCase: tours whose screenshot steps the test run keeps."""
 
-    def setUp(self):
-        super().setUp()
-        admin = self.env.ref("base.user_admin")
-        record = self.env["test.queue.job"].with_user(admin).create({"name": "tour record"})
-        self.member_a, self.member_b, self.callback = (
-            record.delayable(description=f"QJ tour {name}").record_call(name)
-            for name in ("member a", "member b", "callback")
-        )
-        group(self.member_a, self.member_b).on_done(self.callback).delay()
-
-    def job(self, delayable):
-        job = self.env["queue.job"].browse(delayable._generated_job.id)
-        job.invalidate_recordset()
-        return job
-
-    def start_tour_with_screenshots(self, tour, expected):
-        """Run ``tour``; save a PNG for each screenshot step, check ``expected`` were."""
+    def start_tour_with_screenshots(self, tour, expected, url="/odoo"):
+        """Run ``tour`` from ``url``; save a PNG for each screenshot step, check
+        ``expected`` were."""
         directory = screenshots_dir()
         directory.mkdir(parents=True, exist_ok=True)
         written = []
@@ -126,8 +111,28 @@ class TestJobQueueTours(HttpCase):
 
         _logger.info("Screenshots of tour %s go to %s", tour, directory)
         with patch.object(ChromeBrowser, "_handle_console", handle_console_with_screenshots):
-            self.start_tour("/odoo", tour, login="admin")
+            self.start_tour(url, tour, login="admin")
         self.assertEqual(sorted(written), sorted(expected), "screenshots taken")
+
+
+@tagged("post_install", "-at_install")
+class TestJobQueueTours(TourScreenshots, HttpCase):
+    """Open the Job Queue as a manager and act on a member of a group."""
+
+    def setUp(self):
+        super().setUp()
+        admin = self.env.ref("base.user_admin")
+        record = self.env["test.queue.job"].with_user(admin).create({"name": "tour record"})
+        self.member_a, self.member_b, self.callback = (
+            record.delayable(description=f"QJ tour {name}").record_call(name)
+            for name in ("member a", "member b", "callback")
+        )
+        group(self.member_a, self.member_b).on_done(self.callback).delay()
+
+    def job(self, delayable):
+        job = self.env["queue.job"].browse(delayable._generated_job.id)
+        job.invalidate_recordset()
+        return job
 
     def test_set_done_on_failed_member_releases_callback(self):
         self.job(self.member_b)._set_done()

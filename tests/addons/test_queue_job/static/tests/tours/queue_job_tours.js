@@ -169,3 +169,113 @@ registry.category("web_tour.tours").add("queue_job_list_action_wizard", {
         screenshot("list_after_action", ".o_list_view .o_data_row"),
     ],
 });
+
+registry.category("web_tour.tours").add("queue_job_overview_failed_jobs", {
+    steps: () => [
+        {
+            content: "The overview has a card for the channel, with its failed jobs counted",
+            trigger: '.o_kanban_record:contains("root.qj_tour") a.o_queue_job_overview_failed:contains("3")',
+        },
+        {
+            content: "So are the failed jobs of the last hour",
+            trigger: '.o_kanban_record:contains("root.qj_tour") a.o_queue_job_overview_failed_last_hour:contains("3")',
+        },
+        {
+            content: "Its pending member is counted too",
+            trigger: '.o_kanban_record:contains("root.qj_tour") a.o_queue_job_overview_pending:contains("2")',
+        },
+        screenshot("overview", '.o_kanban_record:contains("root.qj_tour")'),
+        {
+            content: "Follow the failed count",
+            trigger: '.o_kanban_record:contains("root.qj_tour") a.o_queue_job_overview_failed',
+            run: "click",
+        },
+        {
+            content: "The failed jobs of the channel are listed, and only they",
+            trigger: '.o_list_view:has(.o_data_row td[name=name]:contains("QJ lone")):has(.o_data_row td[name=name]:contains("QJ graph member c")):has(.o_data_row td[name=name]:contains("QJ graph callback")):not(:has(.o_data_row td[name=name]:contains("QJ graph member a")))',
+        },
+        {
+            content: "Three of them",
+            trigger: ".o_list_view .o_pager_value:contains(3)",
+        },
+        screenshot("failed_jobs", ".o_list_view .o_data_row"),
+    ],
+});
+
+function graphNode(name, state) {
+    return `.o_queue_job_graph .o_queue_job_graph_node.o_queue_job_graph_state_${state}:has(title:contains("${name}"))`;
+}
+
+registry.category("web_tour.tours").add("queue_job_graph_picture", {
+    steps: () => [
+        jobState("Wait Dependencies"),
+        {
+            content: "The callback is drawn, marked as the current job",
+            trigger: `${graphNode("QJ graph callback", "wait_dependencies")}.o_queue_job_graph_current`,
+        },
+        {
+            content: "Its members are drawn in the colours of their states",
+            trigger: `${graphNode("QJ graph member a", "done")}, ${graphNode("QJ graph member b", "started")}, ${graphNode("QJ graph member c", "pending")}`,
+        },
+        {
+            content: "An arrow from each member to the callback",
+            trigger: ".o_queue_job_graph svg:has(.o_queue_job_graph_edge + .o_queue_job_graph_edge + .o_queue_job_graph_edge)",
+        },
+        screenshot("callback_graph", ".o_queue_job_graph"),
+        {
+            content: "Open member a from its node",
+            trigger: graphNode("QJ graph member a", "done"),
+            run: "click",
+        },
+        {
+            content: "Member a's form opens",
+            trigger: '.o_form_view .oe_title:contains("QJ graph member a")',
+        },
+        jobState("Done"),
+        showDependencies(),
+        {
+            content: "Member a is now the current job of the same graph",
+            trigger: `${graphNode("QJ graph member a", "done")}.o_queue_job_graph_current`,
+        },
+        screenshot("member_form", ".o_queue_job_graph"),
+    ],
+});
+
+registry.category("web_tour.tours").add("queue_job_jobs_per_minute", {
+    steps: () => [
+        {
+            content: "The line chart of jobs done and failed per minute is drawn",
+            trigger: ".o_graph_view .o_graph_renderer canvas",
+        },
+        {
+            content: "Its series are the done and the failed jobs",
+            trigger: '.o_graph_view:has(.o_graph_renderer) .o_control_panel:contains("Jobs per Minute")',
+        },
+        screenshot("jobs_per_minute", ".o_graph_renderer canvas"),
+    ],
+});
+
+registry.category("web_tour.tours").add("queue_job_graph_picture_large_group", {
+    steps: () => [
+        jobState("Failed"),
+        showDependencies(),
+        {
+            content: "The 500 members are one node, with their counts by state",
+            trigger: '.o_queue_job_graph .o_queue_job_graph_group:has(.o_queue_job_graph_detail:contains("500 jobs")):has(.o_queue_job_graph_segment_done):has(.o_queue_job_graph_segment_failed):has(.o_queue_job_graph_segment_pending)',
+        },
+        {
+            content: "Beside the callback, and nothing else",
+            trigger: ".o_queue_job_graph svg:has(.o_queue_job_graph_current):not(:has(.o_queue_job_graph_node:nth-of-type(3)))",
+        },
+        screenshot("large_group_graph", ".o_queue_job_graph"),
+        {
+            content: "Open the members from their node",
+            trigger: ".o_queue_job_graph .o_queue_job_graph_group",
+            run: "click",
+        },
+        {
+            content: "The 500 members are listed",
+            trigger: ".o_list_view .o_pager_limit:contains(500)",
+        },
+    ],
+});
