@@ -30,8 +30,8 @@ def connection_lost(err):
     """Whether ``err`` says that the database connection is gone.
 
     True when the connection of the cursor that raised it is closed, for an
-    ``OperationalError`` without an SQLSTATE (libpq's own: "server closed the
-    connection unexpectedly"), and for the SQLSTATEs of a connection or
+    ``OperationalError`` or a bare ``DatabaseError`` without an SQLSTATE
+    (libpq's own: "server closed the connection unexpectedly"), and for the SQLSTATEs of a connection or
     server shutdown. A statement timeout, a full disk, a lock timeout, an
     out-of-memory error carry their SQLSTATE over a live connection: they
     are errors of the job.
@@ -45,7 +45,12 @@ def connection_lost(err):
         return True
     code = err.pgcode
     if code is None:
-        return isinstance(err, psycopg2.OperationalError) and not isinstance(
-            err, CONCURRENCY_ERRORS
+        # After a crash of the server, libpq's "server closed the connection
+        # unexpectedly" comes as a bare DatabaseError, the connection not yet
+        # marked closed. Other classes without an SQLSTATE are psycopg2's
+        # own refusals (a ProgrammingError: nothing to fetch, say): the job's.
+        return type(err) is psycopg2.DatabaseError or (
+            isinstance(err, psycopg2.OperationalError)
+            and not isinstance(err, CONCURRENCY_ERRORS)
         )
     return code.startswith("08") or code in _SESSION_ENDED_CODES

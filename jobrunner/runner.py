@@ -60,7 +60,7 @@ from typing import Protocol
 
 import psycopg2
 
-from ..core import claim, isolation, schema
+from ..core import claim, database_errors, isolation, schema
 from ..core.channels import ChannelsConfigError
 from ..core.schema import ETA_PAYLOAD, NOTIFY_CHANNEL, STOP_PAYLOAD
 from .databases import UnknownDatabaseError
@@ -80,8 +80,6 @@ RECONNECT_DELAY, RECONNECT_DELAY_MAX = 1.0, 10.0
 #: Seconds that running jobs get to finish once the runner is asked to stop.
 STOP_GRACE_PERIOD = 30.0
 
-#: The database connection is unusable: reconnect, without a traceback.
-CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 #: The runner cannot start as configured: say why in one line and exit.
 CONFIGURATION_ERRORS = (ChannelsConfigError, UnknownDatabaseError)
 
@@ -230,16 +228,16 @@ class _Executors:
                 try:
                     while not self._stopping and session.run_one():
                         pass
-                except CONNECTION_ERRORS as exc:
-                    # The dispatcher reconnects and wakes us; rescue requeues the job.
-                    _logger.warning(
-                        "database %s: executor lost its connection: %s",
-                        self._db_name,
-                        _one_line(exc),
-                    )
-                    session.close()
-                except Exception:
-                    _logger.exception("database %s: executor error", self._db_name)
+                except Exception as exc:
+                    if database_errors.connection_lost(exc):
+                        # The dispatcher reconnects and wakes us; rescue requeues the job.
+                        _logger.warning(
+                            "database %s: executor lost its connection: %s",
+                            self._db_name,
+                            _one_line(exc),
+                        )
+                    else:
+                        _logger.exception("database %s: executor error", self._db_name)
                     session.close()
         except _JobStopped:
             _logger.warning(
@@ -277,7 +275,9 @@ class _Session:
         database = self._database
         try:
             job = self._claim()
-        except CONNECTION_ERRORS:
+        except psycopg2.Error as exc:
+            if not database_errors.connection_lost(exc):
+                raise
             # A kept connection dies with the server (a restart, say) while
             # the executor sleeps, and fails at its first use: claim on a new one.
             self.close()
@@ -362,7 +362,7 @@ class _Session:
     def close(self):
         if self._cr is not None:
             cr, self._cr = self._cr, None
-            with contextlib.suppress(*CONNECTION_ERRORS):
+            with contextlib.suppress(psycopg2.Error):
                 cr.close()
 
 
@@ -485,7 +485,7 @@ class _DatabaseDispatcher:
             return  # said once, at the first failure
         if isinstance(exc, OutdatedSchemaError):
             _logger.warning("database %s: %s; waiting for it", self.name, exc)
-        elif isinstance(exc, CONNECTION_ERRORS):
+        elif database_errors.connection_lost(exc):
             _logger.warning(
                 "database %s: %s: %s; retrying until it is back",
                 self.name,

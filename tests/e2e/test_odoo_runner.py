@@ -197,7 +197,8 @@ def test_cancel_of_a_running_job_from_another_process_stops_it(server):
     with psycopg2.connect(dbname=DB) as conn, conn.cursor() as cr:
         cr.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
-            " AND objid = %s::oid",
+            " AND objid = %s::oid"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (running,),
         )
         assert cr.fetchone()[0] == 0, "its connection, which held its liveness lock, is gone"

@@ -71,3 +71,17 @@ def test_a_serialization_failure_is_a_concurrency_error(connect, conn):
     assert isinstance(err, psycopg2.errors.SerializationFailure)
     assert isinstance(err, CONCURRENCY_ERRORS)
     assert not connection_lost(err)
+
+
+def test_the_bare_database_error_of_a_crashed_server_is_a_lost_connection():
+    # What psycopg2 raises on a connection whose server crashed (or was
+    # stopped with -m immediate): no SQLSTATE, the connection not yet closed.
+    assert connection_lost(psycopg2.DatabaseError("server closed the connection unexpectedly"))
+
+
+def test_psycopg2s_own_refusals_are_errors_of_the_job(conn):
+    with pytest.raises(psycopg2.ProgrammingError) as caught, conn.cursor() as cr:
+        cr.execute("SET statement_timeout = 0")
+        cr.fetchone()  # no results to fetch
+    assert caught.value.pgcode is None
+    assert not connection_lost(caught.value)

@@ -486,7 +486,8 @@ def holds_liveness_lock(conn, job_id):
     [(held,)] = run_sql(
         conn,
         "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
-        " AND classid = %s::oid AND objid = %s::oid",
+        " AND classid = %s::oid AND objid = %s::oid"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         (LOCK_NAMESPACE, job_id),
     )
     return held
