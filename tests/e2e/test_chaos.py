@@ -139,7 +139,7 @@ class Queries:
 
 
 class Monitor(threading.Thread):
-    """Samples, until stopped, the started jobs of root.chaos and the slots held; keeps the maxima."""
+    """Samples the started jobs of root.chaos and the slots held; keeps the maxima."""
 
     def __init__(self, dsn):
         super().__init__(daemon=True)
@@ -294,8 +294,8 @@ def test_jobs_survive_kills_cut_connections_and_a_restart(cluster, database, run
     runners.kill_all()
 
     context = (
-        f"seed {SEED}, delayed in {began - launched:.0f}s, drained in {drained:.0f}s, chaos {dict(chaos)}, {monitor.samples} samples\n"
-        + runners.log_tails()
+        f"seed {SEED}, delayed in {began - launched:.0f}s, drained in {drained:.0f}s,"
+        f" chaos {dict(chaos)}, {monitor.samples} samples\n" + runners.log_tails()
     )
     unfinished = queries.fetchall(
         "SELECT id, state, retry, exc_name, exc_message FROM queue_job"

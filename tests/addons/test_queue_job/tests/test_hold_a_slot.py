@@ -1,5 +1,5 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
-"""``test.queue.job.hold_a_slot``, the capacity probe of the chaos test (tests/e2e/test_chaos.py)."""
+"""``test.queue.job.hold_a_slot``, the capacity probe of tests/e2e/test_chaos.py."""
 
 from odoo.sql_db import db_connect
 from odoo.tests import TransactionCase, tagged
