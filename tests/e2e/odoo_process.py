@@ -9,10 +9,12 @@ import time
 PORT = os.environ.get("QUEUE_JOB_E2E_HTTP_PORT", "8189")
 
 
-def odoo_shell(code, db, addons):
-    """Run ``code`` in ``odoo shell`` on ``db``, then commit; return its stdout."""
+def odoo_shell(code, db, addons, options=()):
+    """Run ``code`` in ``odoo shell`` on ``db`` (more command-line ``options``), then commit;
+    return its stdout."""
     result = subprocess.run(
-        ["odoo", "shell", f"--addons-path={addons}", "-d", db, "--no-http", "--log-level=warn"],
+        ["odoo", "shell", f"--addons-path={addons}", "-d", db, "--no-http", "--log-level=warn",
+         *options],
         input=code + "\nenv.cr.commit()\n",
         capture_output=True,
         text=True,
@@ -25,21 +27,27 @@ def odoo_shell(code, db, addons):
 class OdooServer:
     """``odoo --load=base,web,queue_job``, the documented way to run the jobrunner."""
 
-    def __init__(self, log_path, db, addons, environ=()):
+    def __init__(self, log_path, db, addons, environ=(), options=()):
         self.log_path = log_path
         self.db = db
         self.addons = addons
         self.environ = dict(environ)
+        self.options = list(options)  # more command-line options
         self.process = None
 
-    def start(self):
+    def launch(self):
+        """Start the process, without waiting for its runner."""
         self.log = open(self.log_path, "a")
-        env = dict(os.environ, ODOO_QUEUE_JOB_CHANNELS="root:2", **self.environ)
+        env = {**os.environ, "ODOO_QUEUE_JOB_CHANNELS": "root:2", **self.environ}
         self.process = subprocess.Popen(
             ["odoo", f"--addons-path={self.addons}", "-d", self.db, "--load=base,web,queue_job",
-             f"--http-port={PORT}", "--log-level=info"],
+             f"--http-port={PORT}", "--log-level=info", *self.options],
             stdout=self.log, stderr=subprocess.STDOUT, env=env,
         )
+
+    def start(self):
+        """Start the process and wait until its runner serves the database."""
+        self.launch()
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             with open(self.log_path) as log:

@@ -17,6 +17,9 @@ from odoo.addons.queue_job.exception import (
 )
 from odoo.addons.queue_job.fields import JobSerialized
 
+#: First key of the advisory locks of ``hold_a_slot``: not queue_job's namespace.
+SLOT_LOCK_NAMESPACE = 1_903_520_355
+
 
 # Runs of fail_to_serialize, by job uuid: kept across the rollbacks of its failures.
 SERIALIZATION_FAILURES = collections.Counter()
@@ -152,6 +155,26 @@ class TestQueueJob(models.Model):
         self.increment()
         self.env.flush_all()
         time.sleep(seconds)
+
+    def hold_a_slot(self, slots, seconds):
+        """Take the first free one of ``slots`` numbered slots until the job's
+        transaction ends, then sleep ``seconds``; log it with ``record_call``.
+
+        The tag is ``slot N``, or ``no free slot`` when more than ``slots``
+        jobs held one at once. A slot is an advisory lock of the transaction,
+        tried without waiting.
+        """
+        for slot in range(slots):
+            self.env.cr.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, %s)", (SLOT_LOCK_NAMESPACE, slot)
+            )
+            if self.env.cr.fetchone()[0]:
+                tag = f"slot {slot}"
+                break
+        else:
+            tag = "no free slot"
+        time.sleep(seconds)
+        return self.record_call(tag)
 
     def session_user(self):
         """The database role the job runs as, and how it reached the server."""

@@ -1,4 +1,5 @@
 from . import test_execution
+from . import test_hold_a_slot
 from . import test_graph
 from . import test_graph_actions
 from . import test_pure_schema
