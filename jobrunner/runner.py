@@ -7,7 +7,9 @@ For each database it serves, a runner keeps
   trigger notifies it when a job may have become runnable), on which it also
   rescues orphans (``claim.py``) and reads the next eta (or end of a
   throttle delay);
-* as many executor threads as root's capacity. Once woken, an executor
+* as many executor threads as root's capacity in force (the setting's, or
+  root's record), grown or shrunk when the channel records change. Once
+  woken, an executor
   claims a job, runs it, releases it, and claims again until nothing is
   claimable; then it sleeps. Each executor keeps its connection (the
   binding's cursor) from one job to the next.
@@ -21,7 +23,10 @@ while a notification that brings no work costs one claim attempt per runner.
 
 Channel capacities hold across runner processes because claims are
 serialised in the database, not here: a runner may have more executors than
-it gets slots.
+it gets slots. The claim reads the channel records itself; the runner reads
+the channels in force (``claim.channels_in_force``) when it connects and
+when they change (a notification ``channels``), to size its executors and
+compute its wake-ups.
 
 Odoo is not imported here: a :class:`Binding` gives the runner its databases,
 cursors, and the run of a job. ``odoo_binding.py`` is Odoo's; the pure
@@ -46,7 +51,7 @@ import psycopg2
 
 from ..core import claim, isolation, schema
 from ..core.channels import ChannelsConfigError
-from ..core.schema import ETA_PAYLOAD, NOTIFY_CHANNEL
+from ..core.schema import CHANNELS_PAYLOAD, ETA_PAYLOAD, NOTIFY_CHANNEL
 from .databases import UnknownDatabaseError
 
 _logger = logging.getLogger(__name__)
@@ -121,19 +126,36 @@ class _Executors:
 
     def __init__(self, db_name, size, new_session):
         self._db_name = db_name
-        self._size = size
+        self._size = 0
         self._new_session = new_session
         self._wakeups = 0
         self._stopping = False
         self._condition = threading.Condition()
-        self._threads = [
-            threading.Thread(
-                target=self._loop, name=f"queue_job {db_name} executor {number}", daemon=True
-            )
-            for number in range(size)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._threads = {}  # number -> thread, each until it decides to end
+        self._ended = []  # threads that ended for a smaller size, to join
+        self.resize(size)
+
+    def resize(self, size):
+        """Run ``size`` executors: start the missing ones; those numbered
+        ``size`` or more end after the job they run."""
+        with self._condition:
+            self._size = size
+            self._wakeups = min(self._wakeups, size)
+            for number in range(size):
+                if number not in self._threads:
+                    thread = threading.Thread(
+                        target=self._loop,
+                        args=(number,),
+                        name=f"queue_job {self._db_name} executor {number}",
+                        daemon=True,
+                    )
+                    self._threads[number] = thread
+                    thread.start()
+            self._condition.notify_all()
+
+    @property
+    def size(self):
+        return self._size
 
     def wake(self):
         """Have one more executor look for a job: an idle one, or the next to be idle.
@@ -154,25 +176,44 @@ class _Executors:
 
     def join(self, deadline):
         """Wait for the executors until ``deadline`` (monotonic); return how many still run."""
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return sum(thread.is_alive() for thread in self._threads)
-
-    def _next_wakeup(self):
         with self._condition:
-            while not self._wakeups and not self._stopping:
-                self._condition.wait()
-            if self._stopping:
-                return False
-            self._wakeups -= 1
-            return True
+            threads = [*self._threads.values(), *self._ended]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return sum(thread.is_alive() for thread in threads)
 
-    def _loop(self):
+    def _may_claim(self, number):
+        """Whether executor ``number`` (the calling thread) goes on; called under the lock.
+
+        One numbered ``size`` or more leaves the count (a new one may take
+        its number later); it goes on no more.
+        """
+        if self._stopping or self._threads.get(number) is not threading.current_thread():
+            return False
+        if number < self._size:
+            return True
+        self._ended.append(self._threads.pop(number))
+        return False
+
+    def _next_wakeup(self, number):
+        with self._condition:
+            while self._may_claim(number):
+                if self._wakeups:
+                    self._wakeups -= 1
+                    return True
+                self._condition.wait()
+            return False
+
+    def _still_claiming(self, number):
+        with self._condition:
+            return self._may_claim(number)
+
+    def _loop(self, number):
         session = self._new_session()
         try:
-            while self._next_wakeup():
+            while self._next_wakeup(number):
                 try:
-                    while not self._stopping and session.run_one():
+                    while self._still_claiming(number) and session.run_one():
                         pass
                 except CONNECTION_ERRORS as exc:
                     # The dispatcher reconnects and wakes us; rescue requeues the job.
@@ -239,7 +280,7 @@ class _Session:
                 # core/schema.py); the jobs' transactions say their own level.
                 isolation.read_committed_session(cr)
         with _autocommit_cursor(self._cr) as cr:
-            return claim.claim_job(cr, database.channels)
+            return claim.claim_job(cr, database.configured)
 
     def close(self):
         if self._cr is not None:
@@ -272,6 +313,9 @@ class _DatabaseDispatcher:
     def __init__(self, name, binding, channels):
         self.name = name
         self.binding = binding
+        #: The runner's channels setting, which the claim merges with the records.
+        self.configured = channels
+        #: The channels in force, as last read.
         self.channels = channels
         self._connection = None
         self._backoff = _Backoff()
@@ -312,6 +356,9 @@ class _DatabaseDispatcher:
             # throttled channel started a job), and after each rescue.
             eta_changed = now >= self._eta_at or any(n.payload == ETA_PAYLOAD for n in notifies)
             due = bool(notifies) or now >= min(self._rescue_at, self._eta_at)
+            if any(n.payload == CHANNELS_PAYLOAD for n in notifies):
+                self._read_channels()
+                eta_changed = True
             notifies.clear()
             if now >= self._rescue_at:
                 self._rescue()
@@ -343,6 +390,7 @@ class _DatabaseDispatcher:
             connection.close()
             raise
         self._connection = connection
+        self._read_channels(connecting=True)
         # Jobs may have been orphaned while we were away (or before we started).
         self._rescue_at = now
 
@@ -366,6 +414,16 @@ class _DatabaseDispatcher:
             )
         else:
             _logger.exception("database %s: unexpected error; retrying", self.name)
+
+    def _read_channels(self, connecting=False):
+        """Read the channels in force; size the executors on root's capacity."""
+        with self._connection.cursor() as cr:
+            channels = claim.channels_in_force(cr, self.configured)
+        self._connection.commit()
+        if connecting or str(channels) != str(self.channels):
+            _logger.info("database %s: channels in force: %s", self.name, channels)
+        self.channels = channels
+        self.executors.resize(channels.root_capacity)
 
     def _rescue(self):
         with self._connection.cursor() as cr:
