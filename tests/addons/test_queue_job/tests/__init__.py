@@ -15,3 +15,4 @@ from . import test_configuration
 from . import test_oca_api_core
 from . import test_oca_api_model
 from . import test_oca_api_helpers
+from . import test_channel_control
