@@ -34,7 +34,7 @@ class OdooServer:
 
     def start(self):
         self.log = open(self.log_path, "a")
-        env = dict(os.environ, ODOO_QUEUE_JOB_CHANNELS="root:2", **self.environ)
+        env = {**os.environ, "ODOO_QUEUE_JOB_CHANNELS": "root:2", **self.environ}
         self.process = subprocess.Popen(
             ["odoo", f"--addons-path={self.addons}", "-d", self.db, "--load=base,web,queue_job",
              f"--http-port={PORT}", "--log-level=info"],
