@@ -51,9 +51,13 @@ def exposition(cr):
         "gauge",
         "Jobs by job channel and state, now.",
         [
-            _sample("queue_job_jobs", {"channel": channel, "state": state}, counts[channel].get(state, 0))
+            _sample(
+                "queue_job_jobs",
+                {"channel": channel, "state": state},
+                counts[channel].get(state, 0),
+            )
             for channel in channels
-            for state, _label_text in STATES
+            for state, _state_label in STATES
         ],
     )
     for state in (DONE, FAILED):
@@ -63,7 +67,10 @@ def exposition(cr):
             "counter",
             f"Jobs {state}, among the jobs the table retains (drops when jobs are deleted"
             f"{' or requeued' if state == FAILED else ''}).",
-            [_sample(name, {"channel": channel}, counts[channel].get(state, 0)) for channel in channels],
+            [
+                _sample(name, {"channel": channel}, counts[channel].get(state, 0))
+                for channel in channels
+            ],
         )
     lines += _family(
         "queue_job_run_seconds",
@@ -93,9 +100,8 @@ def _run_seconds_samples(cr):
     for channel, in_bucket_counts, total, count in cr.fetchall():
         bounds = [repr(float(bound)) for bound in RUN_SECONDS_BUCKETS]
         for bound, in_bucket in zip([*bounds, "+Inf"], [*in_bucket_counts, count], strict=True):
-            samples.append(
-                _sample("queue_job_run_seconds_bucket", {"channel": channel, "le": bound}, in_bucket)
-            )
+            labels = {"channel": channel, "le": bound}
+            samples.append(_sample("queue_job_run_seconds_bucket", labels, in_bucket))
         samples.append(_sample("queue_job_run_seconds_sum", {"channel": channel}, repr(total)))
         samples.append(_sample("queue_job_run_seconds_count", {"channel": channel}, count))
     return samples

@@ -211,7 +211,8 @@ class QueueJobChannel(models.Model):
             if channel.sequential and channel.capacity != 1:
                 raise exceptions.ValidationError(
                     self.env._(
-                        "Channel %(channel)s is sequential: its capacity must be 1, not %(capacity)s",
+                        "Channel %(channel)s is sequential: its capacity must be 1,"
+                        " not %(capacity)s",
                         channel=channel.complete_name,
                         capacity=channel.capacity,
                     )

@@ -84,7 +84,8 @@ class Chromium:
 
     def wait_for(self, expression, timeout=60):
         deadline = time.monotonic() + timeout
-        while not self.evaluate(f"(() => {{ try {{ return !!({expression}); }} catch {{ return false; }} }})()"):
+        guarded = f"(() => {{ try {{ return !!({expression}); }} catch {{ return false; }} }})()"
+        while not self.evaluate(guarded):
             assert time.monotonic() < deadline, f"never true: {expression}"
             time.sleep(0.2)
 
@@ -101,10 +102,12 @@ class Chromium:
             "document.querySelector('form.oe_login_form').submit();"
         )
         time.sleep(1)
-        self.wait_for("document.readyState === 'complete' && !location.pathname.startsWith('/web/login')")
+        self.wait_for(
+            "document.readyState === 'complete' && !location.pathname.startsWith('/web/login')"
+        )
 
     def run_tour(self, base_url, path, tour, timeout=120):
-        """Run ``tour`` from the web client at ``path``; save its screenshots; return their names."""
+        """Run ``tour`` from the web client at ``path``; save its screenshots; return them."""
         self.open(f"{base_url}{path}?debug=tests")
         self.wait_for(f"odoo.isTourReady({json.dumps(tour)})")
         self._console.clear()

@@ -129,5 +129,6 @@ def test_paused_channel_keeps_its_jobs_pending_while_another_runs(server, chromi
     wait_for(lambda: states("tour_other") == {"done": 2}, 5, "the other channel did not run")
     time.sleep(1)
     assert states("tour_paused") == {"pending": 2}
-    assert chromium.run_tour(BASE_URL, CHANNELS, "queue_job_channel_resume") == ["paused_jobs_pending"]
+    screenshots = chromium.run_tour(BASE_URL, CHANNELS, "queue_job_channel_resume")
+    assert screenshots == ["paused_jobs_pending"]
     wait_for(lambda: states("tour_paused") == {"done": 2}, 2, "not resumed at once")

@@ -8,10 +8,10 @@ import time
 import pytest
 from jobs import insert_job, set_channel
 
-from queue_job.core.channels import Channels
+from queue_job.core.channels import SOURCE_DEFAULT, Channels
 from queue_job.core.claim import channels_in_force, claim_job, seconds_until_next_eta
 
-NO_SETTING = Channels.parse("", "default")
+NO_SETTING = Channels.parse("", SOURCE_DEFAULT)
 
 
 def run_sql(conn, query, params=None):
