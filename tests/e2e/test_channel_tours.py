@@ -49,9 +49,10 @@ def create_channels(**capacities):
 
 
 def delay(channel, method, count):
+    """Delay ``count`` calls of ``method``, each on a record of its own (no write conflicts)."""
     odoo_shell(
-        "record = env['test.queue.job'].create({'name': 'tour'})\n"
         f"for _ in range({count}):\n"
+        "    record = env['test.queue.job'].create({'name': 'tour'})\n"
         f"    record.with_delay(channel='root.{channel}').{method}\n",
         DB, ADDONS,
     )
