@@ -1,4 +1,5 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl.html)
+from . import controllers
 from . import models
 from . import wizards
 from .core import schema

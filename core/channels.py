@@ -28,10 +28,20 @@ Ours adds one:
   unless the job or its job function sets its own limit.
 
 >>> Channels.parse("root:2,root.a:2:throttle=3:paused").channels["root.a"]
-Channel(name='root.a', capacity=2, sequential=False, throttle=3, paused=True, timeout=None)
+Channel(name='root.a', capacity=2, sequential=False, throttle=3, paused=True, timeout=None, rate_limit=0)
 >>> with_timeouts = Channels.parse("root:2:timeout=600,root.a:1:timeout=2.5,root.a.b:1")
 >>> with_timeouts.timeout_of("root.a.b.c"), with_timeouts.timeout_of("root.z")
 (2.5, 600.0)
+
+The channel records (``queue.job.channel``) may carry a capacity, the
+sequential and paused flags and a rate limit (``rate_limit``: at most N
+starts in any 60 seconds) too. A channel that the setting names takes the
+setting's values, others their record's (``queue_job_channels`` in
+``schema.py`` merges them, ``claim.channels_in_force`` reads the result);
+each channel says where its values come from:
+
+>>> channels.channels["root.mail"].source, Channels.parse("").channels["root"].source
+('configuration', 'default')
 
 A job goes through its channel's nearest configured ancestor (or the channel
 itself) and every configured channel above it, up to root: it may start only
@@ -73,6 +83,15 @@ _logger = logging.getLogger(__name__)
 ROOT = "root"
 DEFAULT = "root:1"
 
+#: Where the values of a channel in force come from: the ``channels``
+#: setting (``configuration``, or more precisely the environment or the
+#: configuration file), its channel record, or root's default of 1.
+SOURCE_CONFIGURATION = "configuration"
+SOURCE_ENVIRONMENT = "environment"
+SOURCE_FILE = "configuration file"
+SOURCE_DATABASE = "database"
+SOURCE_DEFAULT = "default"
+
 #: Values of a flag option that mean yes. OCA reads any other non-empty
 #: value as yes too (``sequential=false`` is sequential): those are refused.
 _YES = ("1", "true", "yes", "on")
@@ -97,6 +116,10 @@ class Channel:
     paused: bool = False
     #: Seconds a job of the channel may run (None: no limit of its own).
     timeout: float | None = None
+    #: Starts of its jobs (and of the jobs under it) allowed in any 60
+    #: seconds (0: no limit); set on the channel's record only.
+    rate_limit: int = 0
+    source: str = dataclasses.field(default=SOURCE_CONFIGURATION, repr=False, compare=False)
 
     def __str__(self):
         options = [name for name in _FLAGS if getattr(self, name)]
@@ -104,6 +127,8 @@ class Channel:
             options.append(f"throttle={self.throttle}")
         if self.timeout:
             options.append(f"timeout={self.timeout:g}")
+        if self.rate_limit:
+            options.append(f"rate_limit={self.rate_limit}")
         return ":".join([self.name, str(self.capacity or 0), *options])
 
 
@@ -118,13 +143,16 @@ class Channels:
         return ", ".join(str(channel) for channel in self.channels.values())
 
     @classmethod
-    def parse(cls, text):
-        """Parse a setting such as ``root:4,root.mail:1:sequential``; raise ChannelsConfigError."""
-        channels = {ROOT: Channel(ROOT, 1)}
+    def parse(cls, text, source=SOURCE_CONFIGURATION):
+        """Parse a setting such as ``root:4,root.mail:1:sequential``; raise ChannelsConfigError.
+
+        ``source`` names where the setting comes from (``SOURCE_*``).
+        """
+        channels = {ROOT: Channel(ROOT, 1, source=SOURCE_DEFAULT)}
         configured = set()
         for entry in text.replace("\n", ",").split(","):
             if entry.strip():
-                channel = _parse_entry(entry)
+                channel = dataclasses.replace(_parse_entry(entry), source=source)
                 if channel.name in configured:
                     _logger.warning(
                         "queue_job channels: %r is configured twice: its last entry applies",
@@ -142,6 +170,11 @@ class Channels:
             for name, channel in self.channels.items()
             if channel.capacity is not None
         }
+
+    @property
+    def given(self):
+        """The channels that the setting names (root's default is not)."""
+        return [channel for channel in self.channels.values() if channel.source != SOURCE_DEFAULT]
 
     @property
     def root_capacity(self):
@@ -276,8 +309,9 @@ def configured_channels(config_file=None, environ=os.environ):
     """
     source, text = settings.lookup("channels", config_file, environ)
     if not text:
-        return Channels.parse(DEFAULT)
+        return Channels.parse(DEFAULT, SOURCE_DEFAULT)
+    origin = SOURCE_ENVIRONMENT if source == settings.environ_key_of("channels") else SOURCE_FILE
     try:
-        return Channels.parse(text)
+        return Channels.parse(text, origin)
     except ChannelsConfigError as exc:
         raise ChannelsConfigError(f"invalid queue_job channels in {source}: {exc}") from None

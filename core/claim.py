@@ -24,9 +24,9 @@ import logging
 from contextlib import contextmanager
 
 from . import isolation, transitions
-from .schema import CLAIM_LOCK_KEY, NOW_UTC
+from .schema import CLAIM_LOCK_KEY, NOW_UTC, RATE_WINDOW_SECONDS
 from .states import RUNNING_SQL, RUNNING_STATES
-from .channels import ROOT
+from .channels import ROOT, SOURCE_DATABASE, SOURCE_DEFAULT, Channel, Channels
 
 _logger = logging.getLogger(__name__)
 
@@ -49,12 +49,64 @@ def _lock_claims(cr):
     cr.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, CLAIM_LOCK_KEY))
 
 
+def _setting_arrays(channels):
+    """The entries of the channels setting (:class:`~.channels.Channels`) as
+    the arrays of ``queue_job_claim`` and ``queue_job_channels``."""
+    given = channels.given
+    return (
+        [channel.name for channel in given],
+        [channel.capacity for channel in given],
+        [channel.sequential for channel in given],
+        [channel.throttle for channel in given],
+        [channel.rate_limit for channel in given],
+        [channel.paused for channel in given],
+    )
+
+
+def channels_in_force(cr, channels):
+    """The channels in force on ``cr``'s database: the entries of the setting
+    ``channels``, and for the other channels the values of their records.
+
+    Return :class:`~.channels.Channels` whose channels say their source.
+    """
+    cr.execute(
+        "SELECT * FROM queue_job_channels(%s::varchar[], %s::integer[], %s::boolean[],"
+        " %s::integer[], %s::integer[], %s::boolean[])",
+        _setting_arrays(channels),
+    )
+    in_force = {}
+    for name, capacity, sequential, throttle, rate_limit, paused, from_database in sorted(
+        cr.fetchall()
+    ):
+        given = channels.channels.get(name)
+        if from_database:
+            source = SOURCE_DATABASE
+        elif given is not None:
+            source = given.source
+        else:
+            source = SOURCE_DEFAULT
+        in_force[name] = Channel(
+            name,
+            capacity,
+            sequential=sequential,
+            throttle=throttle,
+            paused=paused,
+            # Time limits are the setting's only.
+            timeout=given.timeout if given is not None else None,
+            rate_limit=rate_limit,
+            source=source,
+        )
+    return Channels(in_force)
+
+
 def claim_job(cr, channels):
     """Start the next runnable job and take its liveness lock on ``cr``'s connection.
 
     Runnable: pending, eta reached, and no channel it goes through full,
-    paused, throttled or waiting (see :mod:`~.channels`). Jobs go by
-    priority, then age. The retry count is a count of tries: the claim
+    paused, throttled, at its rate limit or waiting (see :mod:`~.channels`):
+    the entries of the setting ``channels`` and, for the channels these do
+    not name, the channel records, as the claim reads them under its lock.
+    Jobs go by priority, then age. The retry count is a count of tries: the claim
     increments it. Return the claimed job's row as a dict (column: value),
     or None when nothing is runnable.
 
@@ -63,17 +115,11 @@ def claim_job(cr, channels):
     connection (the runner's) it is a transaction of its own, which needs the
     session's default isolation to be READ COMMITTED.
     """
-    configured = list(channels.channels.values())
     isolation.read_committed(cr)
     cr.execute(
-        "SELECT * FROM queue_job_claim(%s, %s, %s, %s, %s)",
-        (
-            LOCK_NAMESPACE,
-            [channel.name for channel in configured],
-            [0 if channel.paused else channel.capacity for channel in configured],
-            [channel.sequential for channel in configured],
-            [channel.throttle for channel in configured],
-        ),
+        "SELECT * FROM queue_job_claim(%s, %s::varchar[], %s::integer[], %s::boolean[],"
+        " %s::integer[], %s::integer[], %s::boolean[])",
+        (LOCK_NAMESPACE, *_setting_arrays(channels)),
     )
     row = cr.fetchone()
     if row is None:
@@ -240,10 +286,13 @@ def rescue_orphans(cr):
 def seconds_until_next_eta(cr, channels):
     """Seconds (database clock) until the next time a job may become runnable, or None.
 
-    That is the earliest future eta of a pending job, or the end of a
-    throttle delay of one of ``channels`` (:class:`~.channels.Channels`).
+    That is the earliest future eta of a pending job, the end of a
+    throttle delay of one of ``channels`` (:class:`~.channels.Channels`, in
+    force), or the moment a channel at its rate limit may start again: when
+    the ``rate_limit``-th latest of its starts leaves the window.
     """
     throttled = [channel for channel in channels.channels.values() if channel.throttle]
+    limited = [channel for channel in channels.channels.values() if channel.rate_limit]
     cr.execute(
         f"""
         SELECT EXTRACT(EPOCH FROM min(at) - {NOW_UTC}) FROM (
@@ -255,9 +304,23 @@ def seconds_until_next_eta(cr, channels):
               JOIN unnest(%s::varchar[], %s::integer[]) AS c(name, throttle)
                 ON c.name = t.channel
              WHERE t.last_start + make_interval(secs => c.throttle) > {NOW_UTC}
+             UNION ALL
+            SELECT s.started_at + make_interval(secs => {RATE_WINDOW_SECONDS})
+              FROM unnest(%s::varchar[], %s::integer[]) AS c(name, rate_limit)
+              CROSS JOIN LATERAL (
+                   SELECT s.started_at FROM queue_job_rate_start s
+                    WHERE s.channel = c.name
+                      AND s.started_at > {NOW_UTC} - make_interval(secs => {RATE_WINDOW_SECONDS})
+                    ORDER BY s.started_at DESC
+                   OFFSET c.rate_limit - 1 LIMIT 1) AS s
         ) AS next
         """,
-        ([channel.name for channel in throttled], [channel.throttle for channel in throttled]),
+        (
+            [channel.name for channel in throttled],
+            [channel.throttle for channel in throttled],
+            [channel.name for channel in limited],
+            [channel.rate_limit for channel in limited],
+        ),
     )
     seconds = cr.fetchone()[0]
     return None if seconds is None else float(seconds)

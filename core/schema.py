@@ -15,6 +15,12 @@ ETA_PAYLOAD = "eta"
 #: Payload of a notification sent when a running job was cancelled: the
 #: runners stop those of their jobs that are no longer to run.
 STOP_PAYLOAD = "stop"
+#: Payload of a notification that the channel records changed: runners read
+#: the channels in force again (``queue_job_channel_notify`` below).
+CHANNELS_PAYLOAD = "channels"
+#: The window of a channel's rate limit: at most ``rate_limit`` starts in any
+#: this many seconds.
+RATE_WINDOW_SECONDS = 60
 
 #: Odoo stores datetimes as naive UTC ``timestamp`` columns: never compare
 #: them with ``now()`` directly, the session time zone would leak in. The
@@ -34,10 +40,15 @@ START_SET = (
 #: serves a database only once its module is updated to this version.
 VERSION = 4
 
-CLAIM_FUNCTION = "queue_job_claim(integer, varchar[], integer[], boolean[], integer[])"
+CLAIM_FUNCTION = (
+    "queue_job_claim(integer, varchar[], integer[], boolean[], integer[], integer[], boolean[])"
+)
 _CLAIM_FUNCTION_NAMED = (
     "queue_job_claim(lock_namespace integer, channel_names varchar[], capacities integer[],"
-    " sequential boolean[], throttles integer[])"
+    " sequential boolean[], throttles integer[], rate_limits integer[], paused boolean[])"
+)
+CHANNELS_FUNCTION = (
+    "queue_job_channels(varchar[], integer[], boolean[], integer[], integer[], boolean[])"
 )
 
 def _under(job_channel, channel):
@@ -157,15 +168,75 @@ _STATEMENTS = (
         last_start timestamp NOT NULL
     )
     """,
+    # The starts of the jobs of rate-limited channels within the last
+    # window: the claim writes them under the claim lock, one row per
+    # rate-limited channel a job goes through, and prunes older ones.
+    """
+    CREATE TABLE IF NOT EXISTS queue_job_rate_start (
+        channel varchar NOT NULL,
+        started_at timestamp NOT NULL
+    )
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS queue_job_rate_start_idx
+        ON queue_job_rate_start (channel, started_at)
+    """,
+    # The channels in force: the entries of a runner's channels setting
+    # (arrays, as channels.py has them), and for every channel that these
+    # do not name, its record's values when it has any (root always has
+    # one; without a root record, root is 1). A record's capacity 0 is no
+    # limit of its own. ``from_database`` says which are records'.
+    f"""
+    CREATE OR REPLACE FUNCTION {CHANNELS_FUNCTION}
+    RETURNS TABLE (name varchar, capacity integer, sequential boolean, throttle integer,
+                   rate_limit integer, paused boolean, from_database boolean) AS $$
+        SELECT c.name, c.capacity, c.sequential, c.throttle, c.rate_limit, c.paused, false
+          FROM unnest($1, $2, $3, $4, $5, $6)
+               AS c(name, capacity, sequential, throttle, rate_limit, paused)
+         UNION ALL
+        SELECT r.complete_name,
+               CASE WHEN r.complete_name = 'root' THEN GREATEST(r.capacity, 1)
+                    ELSE NULLIF(r.capacity, 0) END,
+               r.sequential, 0, r.rate_limit, r.paused, true
+          FROM queue_job_channel r
+         WHERE r.complete_name <> ALL($1)
+           AND (r.complete_name = 'root' OR r.capacity > 0 OR r.sequential
+                OR r.rate_limit > 0 OR r.paused)
+         UNION ALL
+        SELECT 'root', 1, false, 0, 0, false, false
+         WHERE 'root' <> ALL($1)
+           AND NOT EXISTS (SELECT 1 FROM queue_job_channel WHERE complete_name = 'root')
+    $$ LANGUAGE sql STABLE
+    """,
+    # A change of the channel records wakes the runners, which read the
+    # channels in force again (sizing their executors and wake-ups on them;
+    # the claim reads them itself).
+    f"""
+    CREATE OR REPLACE FUNCTION queue_job_channel_notify() RETURNS trigger AS $$
+    BEGIN
+        PERFORM pg_notify('{NOTIFY_CHANNEL}', '{CHANNELS_PAYLOAD}');
+        RETURN NULL;
+    END;
+    $$ LANGUAGE plpgsql
+    """,
+    "DROP TRIGGER IF EXISTS queue_job_channel_notify ON queue_job_channel",
+    """
+    CREATE TRIGGER queue_job_channel_notify
+        AFTER INSERT OR UPDATE OR DELETE ON queue_job_channel
+        FOR EACH STATEMENT EXECUTE FUNCTION queue_job_channel_notify()
+    """,
     # Signatures of earlier versions: CREATE OR REPLACE would add an overload.
     "DROP FUNCTION IF EXISTS queue_job_claim(integer, varchar[], integer[])",
+    "DROP FUNCTION IF EXISTS queue_job_claim(integer, varchar[], integer[], boolean[], integer[])",
     # The claim of a runner (see claim.py, which calls it): one
     # round trip, and plans that PL/pgSQL prepares once per connection.
     # VOLATILE, so that in READ COMMITTED each statement takes a snapshot of
     # its own: the statements after the claim lock see every claim committed
     # while this one waited for it. The channels are those of
-    # channels.py, as arrays: a capacity NULL for no limit (0 for a
-    # paused channel), a throttle 0 for none.
+    # channels.py, as arrays: a capacity NULL for no limit, a throttle or a
+    # rate limit 0 for none; the claim merges them with the channel
+    # records' (queue_job_channels) under the claim lock, so that a change
+    # of a record applies to every runner's next claim.
     f"""
     CREATE OR REPLACE FUNCTION {_CLAIM_FUNCTION_NAMED} RETURNS SETOF queue_job AS $$
     DECLARE
@@ -183,13 +254,19 @@ _STATEMENTS = (
         END IF;
         PERFORM pg_advisory_xact_lock(lock_namespace, {CLAIM_LOCK_KEY});
         now_utc := {NOW_UTC};
+        -- The channels in force; a paused channel has no capacity.
+        SELECT array_agg(c.name), array_agg(CASE WHEN c.paused THEN 0 ELSE c.capacity END),
+               array_agg(c.sequential), array_agg(c.throttle), array_agg(c.rate_limit)
+          INTO channel_names, capacities, sequential, throttles, rate_limits
+          FROM queue_job_channels(channel_names, capacities, sequential, throttles,
+                                  rate_limits, paused) AS c;
         -- Channels that start no job now, nor any under them: full (a job
         -- counts against its channel and every configured ancestor, root
-        -- included, as channels.py describes), throttled, or
-        -- sequential with a failed job of its own.
+        -- included, as channels.py describes), throttled, at its rate
+        -- limit, or sequential with a failed job of its own.
         SELECT COALESCE(array_agg(c.name), '{{}}') INTO blocked
-          FROM unnest(channel_names, capacities, sequential, throttles)
-               AS c(name, capacity, sequential, throttle)
+          FROM unnest(channel_names, capacities, sequential, throttles, rate_limits)
+               AS c(name, capacity, sequential, throttle, rate_limit)
          WHERE (c.capacity IS NOT NULL AND c.capacity <= (
                 SELECT count(*) FROM queue_job r
                  WHERE r.state IN {RUNNING_SQL}
@@ -198,6 +275,10 @@ _STATEMENTS = (
                 SELECT 1 FROM queue_job_throttle t
                  WHERE t.channel = c.name
                    AND t.last_start > now_utc - make_interval(secs => c.throttle)))
+            OR (c.rate_limit > 0 AND c.rate_limit <= (
+                SELECT count(*) FROM queue_job_rate_start s
+                 WHERE s.channel = c.name
+                   AND s.started_at > now_utc - make_interval(secs => {RATE_WINDOW_SECONDS})))
             OR (c.sequential AND EXISTS (
                 SELECT 1 FROM queue_job f WHERE f.state = 'failed' AND f.channel = c.name));
         IF 'root' = ANY(blocked) THEN
@@ -257,6 +338,18 @@ _STATEMENTS = (
                 PERFORM pg_notify('{NOTIFY_CHANNEL}', '{ETA_PAYLOAD}');
             END IF;
         END IF;
+        IF 0 < ANY(rate_limits) THEN
+            DELETE FROM queue_job_rate_start
+             WHERE started_at <= now_utc - make_interval(secs => {RATE_WINDOW_SECONDS});
+            INSERT INTO queue_job_rate_start (channel, started_at)
+            SELECT c.name, claimed.date_started
+              FROM unnest(channel_names, rate_limits) AS c(name, rate_limit)
+             WHERE c.rate_limit > 0 AND (c.name = 'root' OR {_under("claimed.channel", "c.name")});
+            IF FOUND THEN
+                -- Have the runners read when the window frees a start (claim.py).
+                PERFORM pg_notify('{NOTIFY_CHANNEL}', '{ETA_PAYLOAD}');
+            END IF;
+        END IF;
         RETURN NEXT claimed;
     END;
     $$ LANGUAGE plpgsql VOLATILE
@@ -286,5 +379,7 @@ def drop(cr):
     ``queue_job_claim`` (it returns its rows) but not ``queue_job_notify``.
     """
     cr.execute("DROP FUNCTION IF EXISTS queue_job_notify() CASCADE")
+    cr.execute("DROP FUNCTION IF EXISTS queue_job_channel_notify() CASCADE")
     cr.execute(f"DROP FUNCTION IF EXISTS {CLAIM_FUNCTION}")
-    cr.execute("DROP TABLE IF EXISTS queue_job_throttle")
+    cr.execute(f"DROP FUNCTION IF EXISTS {CHANNELS_FUNCTION}")
+    cr.execute("DROP TABLE IF EXISTS queue_job_throttle, queue_job_rate_start")

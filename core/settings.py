@@ -30,7 +30,7 @@ DB_PARAMS = ("host", "port", "user", "password")
 
 def lookup(key, config_file=None, environ=os.environ):
     """(where the setting ``key`` was found, its value), or (None, None) when it is unset."""
-    environ_key = f"ODOO_QUEUE_JOB_{key.upper()}"
+    environ_key = environ_key_of(key)
     if environ.get(environ_key):
         return environ_key, environ[environ_key]
     if config_file:
@@ -40,6 +40,11 @@ def lookup(key, config_file=None, environ=os.environ):
         if value:
             return f"{config_file} [{SECTION}] {key}", value
     return None, None
+
+
+def environ_key_of(key):
+    """The environment variable of the setting ``key``."""
+    return f"ODOO_QUEUE_JOB_{key.upper()}"
 
 
 def runner_db_params(config_file=None, environ=os.environ):

@@ -7,7 +7,9 @@ For each database it serves, a runner keeps
   trigger notifies it when a job may have become runnable), on which it also
   rescues orphans (``claim.py``) and reads the next eta (or end of a
   throttle delay);
-* as many executor threads as root's capacity. Once woken, an executor
+* as many executor threads as root's capacity in force (the setting's, or
+  root's record), grown or shrunk when the channel records change. Once
+  woken, an executor
   claims a job, runs it, releases it, and claims again until nothing is
   claimable; then it sleeps. Each executor keeps its connection (the
   binding's cursor) from one job to the next.
@@ -21,7 +23,10 @@ while a notification that brings no work costs one claim attempt per runner.
 
 Channel capacities hold across runner processes because claims are
 serialised in the database, not here: a runner may have more executors than
-it gets slots.
+it gets slots. The claim reads the channel records itself; the runner reads
+the channels in force (``claim.channels_in_force``) when it connects and
+when they change (a notification ``channels``), to size its executors and
+compute its wake-ups.
 
 A job is stopped when it runs past its time limit (its own ``timeout``, its
 job function's, else its channel's ``timeout=`` option), or when it is
@@ -46,7 +51,6 @@ have to pass back and forth.
 
 import contextlib
 import ctypes
-import itertools
 import logging
 import math
 import select
@@ -62,7 +66,7 @@ import psycopg2
 
 from ..core import claim, database_errors, isolation, schema
 from ..core.channels import ChannelsConfigError
-from ..core.schema import ETA_PAYLOAD, NOTIFY_CHANNEL, STOP_PAYLOAD
+from ..core.schema import CHANNELS_PAYLOAD, ETA_PAYLOAD, NOTIFY_CHANNEL, STOP_PAYLOAD
 from .databases import UnknownDatabaseError
 
 _logger = logging.getLogger(__name__)
@@ -147,43 +151,64 @@ class _JobStopped(BaseException):
 
 
 class _Executors:
-    """The executor threads of one database, and the wake-ups owed to them."""
+    """The executor threads of one database, and the wake-ups owed to them.
+
+    Executors are numbered from 0 to the size less one. Each has its
+    session; a stopped job's session is abandoned with its thread, and a new
+    executor takes its number (:meth:`replace`).
+    """
 
     def __init__(self, db_name, size, new_session):
         self._db_name = db_name
-        self._size = size
+        self._size = 0
         self._new_session = new_session
         self._wakeups = 0
         self._stopping = False
         self._condition = threading.Condition()
-        self._numbers = itertools.count()
-        self._sessions = []  # of the executors that claim jobs; abandoned ones left out
-        for _number in range(size):
-            self._start_executor()
+        self._sessions = {}  # number -> session of the executor that claims jobs
+        self._ended = []  # threads that ended for a smaller size, to join
+        self.resize(size)
 
-    def _start_executor(self):
+    def resize(self, size):
+        """Run ``size`` executors: start the missing ones; those numbered
+        ``size`` or more end after the job they run."""
+        with self._condition:
+            self._size = size
+            self._wakeups = min(self._wakeups, size)
+            for number in range(size):
+                if number not in self._sessions:
+                    self._start_executor(number)
+            self._condition.notify_all()
+
+    @property
+    def size(self):
+        return self._size
+
+    def _start_executor(self, number):
         session = self._new_session()
         session.thread = threading.Thread(
             target=self._loop,
-            args=(session,),
-            name=f"queue_job {self._db_name} executor {next(self._numbers)}",
+            args=(number, session),
+            name=f"queue_job {self._db_name} executor {number}",
             daemon=True,
         )
-        self._sessions.append(session)
+        self._sessions[number] = session
         session.thread.start()
 
     def replace(self, session):
         """Start an executor in place of ``session``'s, whose thread is abandoned."""
         with self._condition:
-            self._sessions.remove(session)
-            if not self._stopping:
-                self._start_executor()
+            for number, running in list(self._sessions.items()):
+                if running is session:
+                    del self._sessions[number]
+                    if not self._stopping and number < self._size:
+                        self._start_executor(number)
         self.wake()  # a slot is free
 
     def sessions(self):
         """The sessions of the executors that claim jobs."""
         with self._condition:
-            return list(self._sessions)
+            return list(self._sessions.values())
 
     def wake(self):
         """Have one more executor look for a job: an idle one, or the next to be idle.
@@ -208,25 +233,44 @@ class _Executors:
 
         Abandoned threads are not waited for: their jobs are over.
         """
-        threads = [session.thread for session in self.sessions()]
+        with self._condition:
+            threads = [*(session.thread for session in self._sessions.values()), *self._ended]
         for thread in threads:
             thread.join(None if deadline == math.inf else max(0.0, deadline - time.monotonic()))
         return sum(thread.is_alive() for thread in threads)
 
-    def _next_wakeup(self):
-        with self._condition:
-            while not self._wakeups and not self._stopping:
-                self._condition.wait()
-            if self._stopping:
-                return False
-            self._wakeups -= 1
-            return True
+    def _may_claim(self, number, session):
+        """Whether executor ``number`` (the calling thread, with ``session``)
+        goes on; called under the lock.
 
-    def _loop(self, session):
+        One numbered ``size`` or more leaves the count (a new one may take
+        its number later); an abandoned one has left it already.
+        """
+        if self._stopping or self._sessions.get(number) is not session:
+            return False
+        if number < self._size:
+            return True
+        self._ended.append(self._sessions.pop(number).thread)
+        return False
+
+    def _next_wakeup(self, number, session):
+        with self._condition:
+            while self._may_claim(number, session):
+                if self._wakeups:
+                    self._wakeups -= 1
+                    return True
+                self._condition.wait()
+            return False
+
+    def _still_claiming(self, number, session):
+        with self._condition:
+            return self._may_claim(number, session)
+
+    def _loop(self, number, session):
         try:
-            while self._next_wakeup():
+            while self._next_wakeup(number, session):
                 try:
-                    while not self._stopping and session.run_one():
+                    while self._still_claiming(number, session) and session.run_one():
                         pass
                 except Exception as exc:
                     if database_errors.connection_lost(exc):
@@ -312,7 +356,7 @@ class _Session:
                 isolation.read_committed_session(cr)
                 self.pid = claim.backend_pid(cr)
         with _autocommit_cursor(self._cr) as cr:
-            return claim.claim_job(cr, database.channels)
+            return claim.claim_job(cr, database.configured)
 
     def _begin(self, job):
         database = self._database
@@ -390,6 +434,9 @@ class _DatabaseDispatcher:
     def __init__(self, name, binding, channels, wake_dispatcher):
         self.name = name
         self.binding = binding
+        #: The runner's channels setting, which the claim merges with the records.
+        self.configured = channels
+        #: The channels in force, as last read.
         self.channels = channels
         #: Have the dispatcher compute its deadlines again (from any thread).
         self.wake_dispatcher = wake_dispatcher
@@ -436,6 +483,9 @@ class _DatabaseDispatcher:
             eta_changed = now >= self._eta_at or any(n.payload == ETA_PAYLOAD for n in notifies)
             due = bool(notifies) or now >= min(self._rescue_at, self._eta_at)
             cancelled = any(n.payload == STOP_PAYLOAD for n in notifies)
+            if any(n.payload == CHANNELS_PAYLOAD for n in notifies):
+                self._read_channels()
+                eta_changed = True
             notifies.clear()
             if now >= self._job_deadline():
                 self._stop_overdue_jobs(now)
@@ -471,6 +521,7 @@ class _DatabaseDispatcher:
             connection.close()
             raise
         self._connection = connection
+        self._read_channels(connecting=True)
         # Jobs may have been orphaned while we were away (or before we started).
         self._rescue_at = now
 
@@ -494,6 +545,16 @@ class _DatabaseDispatcher:
             )
         else:
             _logger.exception("database %s: unexpected error; retrying", self.name)
+
+    def _read_channels(self, connecting=False):
+        """Read the channels in force; size the executors on root's capacity."""
+        with self._connection.cursor() as cr:
+            channels = claim.channels_in_force(cr, self.configured)
+        self._connection.commit()
+        if connecting or str(channels) != str(self.channels):
+            _logger.info("database %s: channels in force: %s", self.name, channels)
+        self.channels = channels
+        self.executors.resize(channels.root_capacity)
 
     def _rescue(self):
         with self._connection.cursor() as cr:

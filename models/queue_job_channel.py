@@ -4,15 +4,29 @@ import re
 from odoo import api, exceptions, fields, models, tools
 
 from ..job import PENDING
-from ..core.channels import ChannelsConfigError, configured_channels
+from ..core import claim
+from ..core.channels import (
+    ROOT,
+    SOURCE_DATABASE,
+    SOURCE_DEFAULT,
+    SOURCE_ENVIRONMENT,
+    SOURCE_FILE,
+    ChannelsConfigError,
+    configured_channels,
+)
 from ..core.states import RUNNING_STATES
+
+#: The fields of a channel's record that the runners apply (``queue_job_channels``).
+RUNNER_FIELDS = ("capacity", "sequential", "rate_limit", "paused")
 
 
 class QueueJobChannel(models.Model):
     """A channel of the tree under ``root``; jobs run within its capacity.
 
-    Capacities are the jobrunner's configuration (``root:4,root.mail:1``),
-    not data: every runner reads them at start.
+    Its capacity, sequential and paused flags and rate limit apply on every
+    runner of the database at once, unless the runners' channels setting
+    (``root:4,root.mail:1``) names the channel: the setting overrides the
+    record then (see ``core/channels.py``).
     """
 
     _name = "queue.job.channel"
@@ -30,15 +44,54 @@ class QueueJobChannel(models.Model):
         required=True,
         help="Days after which done and cancelled jobs of this channel are deleted",
     )
-    # Live figures, computed on read: they are the runner's configuration and
-    # the jobs' states at this moment, not data to store.
+    # What the runners apply, unless their channels setting names the channel.
     capacity = fields.Integer(
-        compute="_compute_capacity",
-        help="Jobs of this channel and its sub-channels that may run at once, "
-        "from the jobrunner's channels setting (ODOO_QUEUE_JOB_CHANNELS or "
-        "the channels key of the [queue_job] section of the Odoo configuration file)",
+        default=0,
+        help="Jobs of this channel and its sub-channels that may run at once; 0: no limit "
+        "of its own (its jobs count against the channels above it). Root's is the number "
+        "of jobs run at once on this database. The runners apply a change within a second, "
+        "unless their channels setting names this channel.",
     )
-    capacity_note = fields.Char(compute="_compute_capacity")
+    sequential = fields.Boolean(
+        help="Run the jobs one at a time, in order, and wait while one of them is failed "
+        "(the capacity must be 1)",
+    )
+    rate_limit = fields.Integer(
+        string="Rate Limit",
+        default=0,
+        help="Jobs of this channel and its sub-channels that may start in any 60 seconds, "
+        "across all runners; 0: no limit",
+    )
+    paused = fields.Boolean(
+        help="Start no job of this channel nor of its sub-channels; running jobs finish",
+    )
+    # Live figures, computed on read: they are the runners' setting merged
+    # with the records, and the jobs' states at this moment, not data to store.
+    capacity_in_force = fields.Integer(
+        string="Capacity in Force",
+        compute="_compute_in_force",
+        help="The capacity the runners apply: the record's, or the one of the runners' "
+        "channels setting (ODOO_QUEUE_JOB_CHANNELS or the channels key of the "
+        "[queue_job] section of the Odoo configuration file) when it names this channel",
+    )
+    capacity_note = fields.Char(compute="_compute_in_force")
+    setting_in_force = fields.Char(
+        string="In Force",
+        compute="_compute_in_force",
+        help="The channel's values that the runners apply, in the syntax of the channels "
+        "setting (name:capacity:options)",
+    )
+    setting_source = fields.Selection(
+        [
+            (SOURCE_DATABASE, "Database (this record)"),
+            (SOURCE_ENVIRONMENT, "Environment (ODOO_QUEUE_JOB_CHANNELS)"),
+            (SOURCE_FILE, "Configuration file ([queue_job] channels)"),
+            (SOURCE_DEFAULT, "Default"),
+        ],
+        string="Source",
+        compute="_compute_in_force",
+        help="Where the values in force come from",
+    )
     running_job_count = fields.Integer(
         string="Running Jobs",
         compute="_compute_job_counts",
@@ -55,30 +108,51 @@ class QueueJobChannel(models.Model):
         "UNIQUE(complete_name)", "A channel with this name already exists"
     )
 
+    def init(self):
+        # Root's record of a database updated from a version without
+        # capacities: the default of the channels setting, root:1.
+        self.env.cr.execute(
+            "UPDATE queue_job_channel SET capacity = 1 WHERE complete_name = %s AND capacity = 0",
+            (ROOT,),
+        )
+
     @api.depends("name", "parent_id.complete_name")
     def _compute_complete_name(self):
         for channel in self:
             parent = channel.parent_id.complete_name
             channel.complete_name = f"{parent}.{channel.name}" if parent else channel.name
 
-    def _compute_capacity(self):
+    @api.model
+    def _channels_in_force(self):
+        """The channels the runners apply: their setting merged with the
+        records (``claim.channels_in_force``); raise ChannelsConfigError."""
+        configured = configured_channels(tools.config["config"])
+        self.flush_model(["complete_name", *RUNNER_FIELDS])
+        return claim.channels_in_force(self.env.cr, configured)
+
+    def _compute_in_force(self):
         try:
-            channels = configured_channels(tools.config["config"])
+            in_force = self._channels_in_force()
         except ChannelsConfigError as err:
-            self.capacity = 0
+            self.capacity_in_force = 0
             self.capacity_note = str(err)
+            self.setting_in_force = self.setting_source = False
             return
         for channel in self:
-            channel.capacity = channels.capacities.get(channel.complete_name, 0)
-            if channel.capacity:
+            entry = in_force.channels.get(channel.complete_name)
+            channel.setting_in_force = entry and str(entry)
+            channel.setting_source = entry and entry.source
+            channel.capacity_in_force = (entry and entry.capacity) or 0
+            if channel.capacity_in_force:
                 channel.capacity_note = False
                 continue
-            # An unconfigured channel shares the slots of its nearest configured ancestor.
-            shared = channels.channel_of(channel.complete_name)
+            # Without a capacity of its own, a channel's jobs use the slots of
+            # its nearest ancestor that has one.
+            shared = in_force.channel_of(channel.complete_name)
             channel.capacity_note = self.env._(
-                "Not configured: its jobs use the capacity of %(channel)s (%(capacity)s)",
+                "No capacity of its own: its jobs use the capacity of %(channel)s (%(capacity)s)",
                 channel=shared,
-                capacity=channels.capacities[shared],
+                capacity=in_force.capacities[shared],
             )
 
     def _compute_job_counts(self):
@@ -122,6 +196,41 @@ class QueueJobChannel(models.Model):
         return self._action_open_jobs(
             self.env._("Pending Jobs of %s", self.complete_name), [PENDING]
         )
+
+    @api.constrains("name", "capacity", "sequential", "rate_limit")
+    def _check_capacity(self):
+        for channel in self:
+            if channel.capacity < 0 or channel.rate_limit < 0:
+                raise exceptions.ValidationError(
+                    self.env._(
+                        "Channel %s: the capacity and the rate limit are 0 (no limit) or more",
+                        channel.complete_name,
+                    )
+                )
+            if channel.name == ROOT and channel.capacity < 1:
+                raise exceptions.ValidationError(
+                    self.env._(
+                        "The root channel's capacity is the number of jobs run at once: "
+                        "at least 1 (pause it to run none)"
+                    )
+                )
+            if channel.sequential and channel.capacity != 1:
+                raise exceptions.ValidationError(
+                    self.env._(
+                        "Channel %(channel)s is sequential: its capacity must be 1,"
+                        " not %(capacity)s",
+                        channel=channel.complete_name,
+                        capacity=channel.capacity,
+                    )
+                )
+
+    def action_pause(self):
+        """Pause the channels: their jobs, and those of the channels under them, start no more."""
+        self.paused = True
+
+    def action_resume(self):
+        """Resume the channels: the runners start their jobs again at once."""
+        self.paused = False
 
     @api.constrains("parent_id", "name")
     def _check_parent(self):

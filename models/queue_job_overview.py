@@ -10,11 +10,11 @@ import datetime
 
 import babel.dates
 
-from odoo import api, fields, models, tools
+from odoo import api, fields, models
 from odoo.tools import SQL
 from odoo.tools.misc import babel_locale_parse, get_lang
 
-from ..core.channels import ChannelsConfigError, configured_channels
+from ..core.channels import ChannelsConfigError
 from ..core.states import DONE, FAILED, PENDING, RUNNING_STATES, WAIT_DEPENDENCIES
 
 #: The states counted per channel; the ends counted in the last hour and per minute.
@@ -111,14 +111,12 @@ class QueueJobChannelOverview(models.Model):
 
     @api.model
     def _effective_capacity(self, channel_names):
-        """{channel name: (capacity, paused)}; a capacity of 0 is no limit of its own.
-
-        The one place that says where capacities come from: the jobrunner's
-        channels setting (``core/channels.py``). A setting the runner cannot
-        read gives every channel 0.
-        """
+        """{channel name: (capacity, paused)} in force, as the channel records
+        say them (the runners' setting merged with the records); a capacity
+        of 0 is no limit of its own. A setting the runner cannot read gives
+        every channel 0."""
         try:
-            channels = configured_channels(tools.config["config"]).channels
+            channels = self.env["queue.job.channel"]._channels_in_force().channels
         except ChannelsConfigError:
             channels = {}
         return {

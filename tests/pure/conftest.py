@@ -55,6 +55,15 @@ CREATE TABLE queue_job (
     pending_dependency_count integer,
     timeout double precision
 );
+CREATE TABLE queue_job_channel (
+    id serial PRIMARY KEY,
+    name varchar NOT NULL,
+    complete_name varchar,
+    capacity integer,
+    sequential boolean,
+    rate_limit integer,
+    paused boolean
+);
 CREATE TABLE queue_job_dependency (
     job_id integer NOT NULL REFERENCES queue_job(id) ON DELETE CASCADE,
     dependency_id integer NOT NULL REFERENCES queue_job(id) ON DELETE CASCADE,
@@ -122,5 +131,8 @@ def conn(connect):
     """A connection on an emptied queue_job table."""
     conn = connect()
     with conn, conn.cursor() as cr:
-        cr.execute("TRUNCATE queue_job, queue_job_dependency, queue_job_throttle RESTART IDENTITY")
+        cr.execute(
+            "TRUNCATE queue_job, queue_job_dependency, queue_job_throttle, queue_job_rate_start,"
+            " queue_job_channel RESTART IDENTITY"
+        )
     return conn

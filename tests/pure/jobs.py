@@ -117,3 +117,20 @@ def wait_until_blocked(conn, pid, timeout=10, unless=None):
                 return
             time.sleep(0.01)
     raise AssertionError(f"backend {pid} never blocked on a lock")
+
+
+def set_channel(conn, complete_name, capacity=0, sequential=False, rate_limit=0, paused=False):
+    """Create or update the channel record ``complete_name`` with these values, and commit."""
+    values = (capacity, sequential, rate_limit, paused, complete_name)
+    with conn, conn.cursor() as cr:
+        cr.execute(
+            "UPDATE queue_job_channel SET capacity = %s, sequential = %s, rate_limit = %s,"
+            " paused = %s WHERE complete_name = %s",
+            values,
+        )
+        if not cr.rowcount:
+            cr.execute(
+                "INSERT INTO queue_job_channel (capacity, sequential, rate_limit, paused,"
+                " complete_name, name) VALUES (%s, %s, %s, %s, %s, %s)",
+                (*values, complete_name.rsplit(".", 1)[-1]),
+            )

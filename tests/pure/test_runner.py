@@ -15,7 +15,7 @@ from datetime import timedelta
 import psycopg2
 import pytest
 from conftest import create_database, drop_database
-from jobs import insert_graph, insert_job
+from jobs import insert_graph, insert_job, set_channel
 from psycopg2.extensions import parse_dsn
 from runner_process import APPLICATION_NAME, JOB_TIMEOUT, PsycopgBinding
 
@@ -579,3 +579,103 @@ def test_cancel_of_a_running_job_stops_it_in_its_runner(db, start_runner):
     log = runner.log_path.read_text()
     assert f"stopping job {ids['running']} " in log and "cancelled" in log
     assert "Traceback" not in log
+def started_count(conn, channel):
+    return run_sql(
+        conn,
+        "SELECT count(*) FROM queue_job WHERE channel = %s AND state = 'started'",
+        (channel,),
+    )[0][0]
+
+
+def wait_for_logs(runners, text, timeout):
+    wait_for(
+        lambda: all(text in runner.log_path.read_text() for runner in runners),
+        timeout,
+        f"not every runner says {text!r}",
+    )
+
+
+def test_two_runners_apply_a_capacity_change_and_a_pause_within_a_second(db, start_runner):
+    set_channel(db, "root", capacity=4)
+    set_channel(db, "root.c", capacity=1)
+    runners = [start_runner(""), start_runner("")]
+    wait_for_logs(runners, "channels in force: root:4, root.c:1", 10)
+    c_jobs = insert_channel_jobs(db, "root.c", 2, count=9)
+    wait_for(lambda: started_count(db, "root.c") == 1, 5, "no job started")
+    time.sleep(0.3)
+    assert started_count(db, "root.c") == 1
+    set_channel(db, "root.c", capacity=3)
+    wait_for(lambda: started_count(db, "root.c") == 3, 1, "capacity 3 not applied in time")
+    wait_for_logs(runners, "channels in force: root:4, root.c:3", 1)
+    set_channel(db, "root.c", capacity=3, paused=True)
+    wait_for_logs(runners, "channels in force: root:4, root.c:3:paused", 1)
+    [(started_before_pause,)] = run_sql(
+        db, "SELECT count(*) FROM job_execution WHERE job_id = ANY(%s)", (c_jobs,)
+    )
+    others = insert_channel_jobs(db, "root.other", 0, count=3)
+    wait_until_done(db, others, timeout=2)  # another channel runs meanwhile
+    # The running jobs finish; no job of the paused channel starts.
+    wait_for(lambda: started_count(db, "root.c") == 0, 5, "running jobs did not finish")
+    time.sleep(0.5)
+    assert run_sql(
+        db, "SELECT count(*) FROM job_execution WHERE job_id = ANY(%s)", (c_jobs,)
+    ) == [(started_before_pause,)]
+    set_channel(db, "root.c", capacity=3)
+    wait_for(lambda: started_count(db, "root.c") == 3, 1, "not resumed in time")
+    for runner in runners:
+        assert "Traceback" not in runner.log_path.read_text()
+
+
+def test_two_runners_grow_and_shrink_their_executors_on_roots_capacity(db, start_runner):
+    set_channel(db, "root", capacity=1)
+    runners = [start_runner(""), start_runner("")]
+    wait_for_logs(runners, "channels in force: root:1", 10)
+    insert_jobs(db, 1, count=12)
+    wait_for(lambda: started_count(db, "root") == 1, 5, "no job started")
+    set_channel(db, "root", capacity=6)
+    wait_for(lambda: started_count(db, "root") == 6, 1, "capacity 6 not applied in time")
+    set_channel(db, "root", capacity=2)
+    wait_for_logs(runners, "channels in force: root:2", 1)
+    time.sleep(1.2)  # the jobs started at 6 end; 2 run at most from then on
+    assert started_count(db, "root") <= 2
+    for runner in runners:
+        assert "Traceback" not in runner.log_path.read_text()
+
+
+def test_two_runners_hold_a_rate_limit_over_any_minute(db, start_runner):
+    """Three starts 58 s ago: the window frees them in 2 s, for three starts at once."""
+    set_channel(db, "root", capacity=4)
+    set_channel(db, "root.r", rate_limit=3)
+    run_sql(
+        db,
+        "INSERT INTO queue_job_rate_start (channel, started_at)"
+        " SELECT 'root.r', (clock_timestamp() AT TIME ZONE 'UTC') - interval '58 s'"
+        " FROM generate_series(1, 3)",
+    )
+    [(earlier,)] = run_sql(db, "SELECT max(started_at) FROM queue_job_rate_start")
+    r_jobs = insert_channel_jobs(db, "root.r", 0, count=7)
+    runners = [start_runner(""), start_runner("")]
+    time.sleep(1)
+    assert run_sql(db, "SELECT count(*) FROM job_execution") == [(0,)]
+    wait_for(
+        lambda: run_sql(db, "SELECT count(*) FROM job_execution")[0][0] == 3, 3, "no start"
+    )
+    time.sleep(1.5)
+    starts = [
+        started
+        for (started,) in run_sql(
+            db,
+            "SELECT date_started FROM queue_job WHERE id = ANY(%s) AND state = 'done'"
+            " ORDER BY date_started",
+            (r_jobs,),
+        )
+    ]
+    assert len(starts) == 3, "no more than 3 in the minute"
+    assert all((start - earlier).total_seconds() >= 60 for start in starts)
+    # Woken when the window freed the starts, not at a periodic rescue.
+    assert (starts[0] - earlier).total_seconds() < 61
+    assert run_sql(
+        db, "SELECT count(*) FROM queue_job WHERE id = ANY(%s) AND state = 'pending'", (r_jobs,)
+    ) == [(4,)]
+    for runner in runners:
+        assert "Traceback" not in runner.log_path.read_text()

@@ -6,19 +6,24 @@ from queue_job.core import schema
 
 def test_drop_removes_the_functions_and_table_that_ensure_creates(conn):
     functions = (
-        "SELECT proname FROM pg_proc WHERE proname IN ('queue_job_notify', 'queue_job_claim')"
-        " ORDER BY proname"
+        "SELECT proname FROM pg_proc WHERE proname LIKE 'queue\\_job\\_%' ORDER BY proname"
     )
     with conn.cursor() as cr:  # DDL is transactional: rolled back below
         cr.execute(functions)
-        assert cr.fetchall() == [("queue_job_claim",), ("queue_job_notify",)]
+        assert cr.fetchall() == [
+            ("queue_job_channel_notify",),
+            ("queue_job_channels",),
+            ("queue_job_claim",),
+            ("queue_job_notify",),
+        ]
         schema.drop(cr)
         cr.execute(functions)
         assert cr.fetchall() == []
-        cr.execute("SELECT to_regclass('queue_job_throttle')")
-        assert cr.fetchone() == (None,)
+        cr.execute("SELECT to_regclass('queue_job_throttle'), to_regclass('queue_job_rate_start')")
+        assert cr.fetchone() == (None, None)
         cr.execute(
-            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'queue_job'::regclass"
+            "SELECT tgname FROM pg_trigger"
+            " WHERE tgrelid IN ('queue_job'::regclass, 'queue_job_channel'::regclass)"
             " AND NOT tgisinternal"
         )
         assert cr.fetchall() == []

@@ -21,3 +21,4 @@ from . import test_run_now_liveness
 from . import test_odoo_binding
 from . import test_runner_worker
 from . import test_timeout
+from . import test_channel_control

@@ -26,24 +26,47 @@ class TestChannelFigures(JobRunnerCase):
             {"name": "c", "parent_id": Channel.create({"name": "axb", "parent_id": cls.root.id}).id}
         )
 
-    def capacities(self, setting):
-        channels = self.root | self.test
+    def in_force(self, setting, channels=None):
+        channels = channels or (self.root | self.test)
         with patch.dict(os.environ, {"ODOO_QUEUE_JOB_CHANNELS": setting}):
-            channels.invalidate_recordset(["capacity", "capacity_note"])
-            return [(channel.capacity, channel.capacity_note) for channel in channels]
+            channels.invalidate_recordset(
+                ["capacity_in_force", "capacity_note", "setting_in_force", "setting_source"]
+            )
+            return [
+                (channel.capacity_in_force, channel.capacity_note, channel.setting_source)
+                for channel in channels
+            ]
 
     def test_capacity_from_the_runner_setting(self):
-        self.assertEqual(self.capacities("root:4,root.test:2"), [(4, False), (2, False)])
+        self.assertEqual(
+            self.in_force("root:4,root.test:2"),
+            [(4, False, "environment"), (2, False, "environment")],
+        )
+
+    def test_capacity_from_the_records_unless_the_setting_names_them(self):
+        self.root.capacity = 6
+        self.test.write({"capacity": 2, "rate_limit": 30, "paused": True})
+        self.assertEqual(
+            self.in_force("root.other:1"), [(6, False, "database"), (2, False, "database")]
+        )
+        self.assertEqual(self.test.setting_in_force, "root.test:2:paused:rate_limit=30")
+        self.assertEqual(
+            self.in_force("root:3,root.test:1"),
+            [(3, False, "environment"), (1, False, "environment")],
+        )
+        self.assertEqual(self.test.setting_in_force, "root.test:1", "the record is overridden")
 
     def test_unconfigured_channel_names_the_capacity_it_uses(self):
-        (root, test) = self.capacities("root:3")
-        self.assertEqual(root, (3, False))
-        self.assertEqual(test[0], 0)
+        (root, test) = self.in_force("root:3")
+        self.assertEqual(root, (3, False, "environment"))
+        self.assertEqual((test[0], test[2]), (0, False))
         self.assertIn("root (3)", test[1])
+        (sub,) = self.in_force("root:3,root.test:2", self.sub)
+        self.assertIn("root.test (2)", sub[1])
 
     def test_invalid_setting_is_shown_not_raised(self):
-        for capacity, note in self.capacities("root:0"):
-            self.assertEqual(capacity, 0)
+        for capacity, note, source in self.in_force("root:0"):
+            self.assertEqual((capacity, source), (0, False))
             self.assertIn("positive integer", note)
 
     def delay_in(self, channel, state="pending"):

@@ -110,6 +110,13 @@ class TestChannelOverview(TransactionCase):
             self.assertEqual([row.capacity, row.paused], [2, True])
             self.assertEqual([sub_row.capacity, sub_row.paused], [0, False])
 
+    def test_capacity_and_paused_of_a_channel_record(self):
+        """A channel that the setting does not name: its record's values."""
+        self.sub_channel.write({"capacity": 3, "paused": True})
+        with patch.dict(os.environ, {"ODOO_QUEUE_JOB_CHANNELS": "root:4"}):
+            sub_row = self.overview(self.sub_channel)
+            self.assertEqual([sub_row.capacity, sub_row.paused], [3, True])
+
     def test_managers_only(self):
         user = new_test_user(self.env, login="overview_user", groups="base.group_user")
         with self.assertRaises(AccessError):

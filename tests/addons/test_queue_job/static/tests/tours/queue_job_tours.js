@@ -279,3 +279,122 @@ registry.category("web_tour.tours").add("queue_job_graph_picture_large_group", {
         },
     ],
 });
+
+// Channels: tests/e2e/test_channel_tours.py runs these against a server
+// whose runner starts the jobs, and checks the jobs between the tours.
+
+// The tours start on the list of channels (the action's path).
+const CHANNELS_URL = "/odoo/queue-job-channels";
+
+function openChannels() {
+    return [
+        {
+            content: "The channels are listed",
+            trigger: ".o_list_view .o_data_row td[name=complete_name]",
+        },
+    ];
+}
+
+function channelRow(name) {
+    return `.o_list_view .o_data_row:has(td[name=complete_name]:contains("${name}"))`;
+}
+
+function openChannel(name) {
+    return [
+        ...openChannels(),
+        {
+            content: `Open ${name}`,
+            trigger: `${channelRow(name)} td[name=complete_name]`,
+            run: "click",
+        },
+    ];
+}
+
+function inForce(setting) {
+    return {
+        content: `In force: ${setting}`,
+        trigger: `.o_form_view .o_field_widget[name=setting_in_force]:contains("${setting}")`,
+    };
+}
+
+registry.category("web_tour.tours").add("queue_job_channel_capacity", {
+    url: CHANNELS_URL,
+    steps: () => [
+        ...openChannel("root.tour_capacity"),
+        inForce("root.tour_capacity:1"),
+        {
+            content: "The values come from the channel's record",
+            trigger: '.o_form_view .o_field_widget[name=setting_source]:contains("Database")',
+        },
+        {
+            content: "Set the capacity to 3",
+            trigger: ".o_form_view .o_field_widget[name=capacity] input",
+            run: "edit 3",
+        },
+        {
+            content: "Save",
+            trigger: ".o_form_view .o_form_button_save",
+            run: "click",
+        },
+        inForce("root.tour_capacity:3"),
+        screenshot("capacity_saved", ".o_form_view .o_field_widget[name=setting_in_force]"),
+    ],
+});
+
+registry.category("web_tour.tours").add("queue_job_channel_running", {
+    url: CHANNELS_URL,
+    steps: () => [
+        ...openChannels(),
+        {
+            content: "Three jobs of the channel run at once",
+            trigger: `${channelRow("root.tour_capacity")} td[name=running_job_count]:contains("3")`,
+        },
+        screenshot("three_running", channelRow("root.tour_capacity")),
+    ],
+});
+
+registry.category("web_tour.tours").add("queue_job_channel_pause", {
+    url: CHANNELS_URL,
+    steps: () => [
+        ...openChannels(),
+        {
+            content: "Select the channel to pause",
+            trigger: `${channelRow("root.tour_paused")} .o_list_record_selector input`,
+            run: "click",
+        },
+        {
+            content: "Pause it from the list",
+            trigger: '.o_list_view .o_control_panel_actions button[name=action_pause], .o_list_buttons button[name=action_pause], button[name=action_pause]',
+            run: "click",
+        },
+        {
+            content: "It is paused",
+            trigger: `${channelRow("root.tour_paused")} td[name=paused] input:checked`,
+        },
+        screenshot("paused_list", channelRow("root.tour_paused")),
+    ],
+});
+
+registry.category("web_tour.tours").add("queue_job_channel_resume", {
+    url: CHANNELS_URL,
+    steps: () => [
+        ...openChannels(),
+        {
+            content: "The paused channel's jobs wait, the other channel's ran",
+            trigger: `${channelRow("root.tour_paused")} td[name=pending_job_count]:contains("2")`,
+        },
+        screenshot("paused_jobs_pending", ".o_list_view"),
+        {
+            content: `Open root.tour_paused`,
+            trigger: `${channelRow("root.tour_paused")} td[name=complete_name]`,
+            run: "click",
+        },
+        inForce("root.tour_paused:2:paused"),
+        {
+            content: "Resume",
+            trigger: ".o_form_view button[name=action_resume]",
+            run: "click",
+        },
+        inForce("root.tour_paused:2"),
+    ],
+});
