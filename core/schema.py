@@ -136,6 +136,16 @@ _STATEMENTS = (
     CREATE INDEX IF NOT EXISTS queue_job_waits_for_eta_idx
         ON queue_job (eta) WHERE state = 'pending' AND waits_for_eta
     """,
+    # The Jobs list's order (``date_created DESC, id DESC``): its first page
+    # without sorting every job.
+    """
+    CREATE INDEX IF NOT EXISTS queue_job_date_created_idx ON queue_job (date_created, id)
+    """,
+    # The autovacuum's old done and cancelled jobs, oldest first.
+    """
+    CREATE INDEX IF NOT EXISTS queue_job_ended_idx
+        ON queue_job (date_done) WHERE state IN ('done', 'cancelled')
+    """,
     # identity_key: at most one waiting job per key, enforced by PostgreSQL
     # so that two concurrent enqueues cannot both insert.
     f"""
@@ -198,7 +208,10 @@ _STATEMENTS = (
     # Signatures of earlier versions: CREATE OR REPLACE would add an overload.
     "DROP FUNCTION IF EXISTS queue_job_claim(integer, varchar[], integer[])",
     # The claim of a runner (see claim.py, which calls it): one
-    # round trip, and plans that PL/pgSQL prepares once per connection.
+    # round trip, and plans that PL/pgSQL prepares once per connection:
+    # generic ones from the first call (PostgreSQL would otherwise plan the
+    # statements again at each call, the custom plans looking no cheaper
+    # than the generic ones: 1.5 ms a claim).
     # VOLATILE, so that in READ COMMITTED each statement takes a snapshot of
     # its own: the statements after the claim lock see every claim committed
     # while this one waited for it. The channels are those of
@@ -347,7 +360,7 @@ _STATEMENTS = (
         END IF;
         RETURN NEXT claimed;
     END;
-    $$ LANGUAGE plpgsql VOLATILE
+    $$ LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan
     """,
     f"COMMENT ON FUNCTION {CLAIM_FUNCTION} IS 'queue_job schema {VERSION}'",
 )
@@ -371,8 +384,10 @@ def drop(cr):
     """Drop the functions and the table above; indexes and triggers go with their tables.
 
     The uninstall hook: dropping the ``queue_job`` table drops
-    ``queue_job_claim`` (it returns its rows) but not ``queue_job_notify``.
+    ``queue_job_claim`` (it returns its rows) but not ``queue_job_notify`` nor
+    ``queue_job_eta_written``.
     """
     cr.execute("DROP FUNCTION IF EXISTS queue_job_notify() CASCADE")
+    cr.execute("DROP FUNCTION IF EXISTS queue_job_eta_written() CASCADE")
     cr.execute(f"DROP FUNCTION IF EXISTS {CLAIM_FUNCTION}")
     cr.execute("DROP TABLE IF EXISTS queue_job_throttle")

@@ -6,12 +6,16 @@ from queue_job.core import schema
 
 def test_drop_removes_the_functions_and_table_that_ensure_creates(conn):
     functions = (
-        "SELECT proname FROM pg_proc WHERE proname IN ('queue_job_notify', 'queue_job_claim')"
-        " ORDER BY proname"
+        "SELECT proname FROM pg_proc WHERE proname IN"
+        " ('queue_job_notify', 'queue_job_claim', 'queue_job_eta_written') ORDER BY proname"
     )
     with conn.cursor() as cr:  # DDL is transactional: rolled back below
         cr.execute(functions)
-        assert cr.fetchall() == [("queue_job_claim",), ("queue_job_notify",)]
+        assert cr.fetchall() == [
+            ("queue_job_claim",),
+            ("queue_job_eta_written",),
+            ("queue_job_notify",),
+        ]
         schema.drop(cr)
         cr.execute(functions)
         assert cr.fetchall() == []
