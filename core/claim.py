@@ -24,6 +24,8 @@ start their transaction in READ COMMITTED (see ``isolation.read_committed``).
 
 import logging
 
+import psycopg2
+
 from . import isolation, transitions
 from .schema import NOW_UTC
 from .states import RUNNING_SQL, RUNNING_STATES
@@ -147,13 +149,24 @@ def rescue_orphans(cr):
         exc_name=WORKER_DIED,
         exc_message="worker died while running the job; requeued",
     )
-    failed = transitions.mark_failed(
-        cr,
-        exhausted,
-        RUNNING_STATES,
-        exc_name=WORKER_DIED,
-        exc_message="worker died while running the job, which had no try left",
-    )
+    # Failing cascades to the jobs that wait on these: if a transaction
+    # holds one of them, the rescue fails these jobs at a later sweep rather
+    # than wait for it.
+    cr.execute("SAVEPOINT queue_job_rescue")
+    cr.execute("SET LOCAL lock_timeout = '1ms'")
+    try:
+        failed = transitions.mark_failed(
+            cr,
+            exhausted,
+            RUNNING_STATES,
+            exc_name=WORKER_DIED,
+            exc_message="worker died while running the job, which had no try left",
+        )
+    except psycopg2.errors.LockNotAvailable:
+        cr.execute("ROLLBACK TO SAVEPOINT queue_job_rescue")
+        failed = []
+    cr.execute("RELEASE SAVEPOINT queue_job_rescue")
+    cr.execute("SET LOCAL lock_timeout TO DEFAULT")
     return requeued, failed
 
 

@@ -614,6 +614,24 @@ def test_rescue_skips_an_orphan_whose_row_a_transaction_holds(connect, conn):
     assert rescue(rescuer) == ([held], [])
 
 
+def test_rescue_fails_an_orphan_out_of_tries_later_when_a_dependent_is_held(connect, conn):
+    with conn, conn.cursor() as cr:
+        ids = insert_graph(cr, [("child", "parent")])
+        set_state(cr, [ids["parent"]], "started", retry=5, max_retries=5)
+    [other] = insert(conn, state="started")
+    form = connect()
+    with form.cursor() as cr:
+        cr.execute("SELECT id FROM queue_job WHERE id = %s FOR UPDATE", (ids["child"],))
+    rescuer = connect()
+    run_sql(rescuer, "SET statement_timeout = '5s'")
+    assert rescue(rescuer) == ([other], [])  # the other orphan is not held up
+    assert row(conn, ids["parent"])["state"] == "started"
+    form.rollback()
+    assert rescue(rescuer) == ([], [ids["parent"]])
+    with conn.cursor() as cr:
+        assert states(cr, ids) == {"parent": ("failed", 0), "child": ("failed", 1)}
+
+
 def test_release_of_orphaned_edges_goes_in_batches_and_skips_held_dependents(
     connect, conn, monkeypatch
 ):
