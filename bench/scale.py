@@ -14,7 +14,9 @@ For every shape and size of backlog, on a fresh copy of a template database:
    lock held by this script, so that ``root.a:1`` is full.
 2. **Claim**: one runnable job in ``root.b``; ``claim_job`` (the runner's
    call) with ``root:4,root.a:1,root.b:3``, rolled back and repeated: the
-   median of :data:`CLAIMS` claims, with its round trip.
+   median of :data:`CLAIMS` claims, with its round trip, taken in turns
+   with claims on a database whose table is empty (but for the running job
+   and the runnable one), for the ratio.
 3. **Drain**: the 2,000 jobs go to ``root.b``, pending, and a server drains
    them (``root:4,root.a:1,root.b:3``); the rate from the first start to the
    2,000th done; the RSS of the runner's process (the server's process with
@@ -136,25 +138,34 @@ def build(db, shape, size):
     return model_id, running_id
 
 
-def measure_claims(db, claim, channels, model_id):
-    """Median seconds of the runner's claim, a runnable job being added to root.b."""
+def _timed_claim(connection, claim, setting):
+    """Seconds of one claim on ``connection``, rolled back, its lock dropped."""
+    with connection.cursor() as cr:
+        started = time.perf_counter()
+        job = claim.claim_job(cr, setting)
+        seconds = time.perf_counter() - started
+        connection.rollback()
+        # The runnable job, or in a backlog of runnable jobs one of them.
+        assert job and job["channel"] != "root.a", job
+        claim.drop_liveness_lock(cr, job["id"])
+        connection.rollback()
+    return seconds
+
+
+def measure_claims(db, claim, channels, model_id, reference):
+    """Median seconds of the runner's claim, a runnable job being added to root.b,
+    and of the claim on the empty ``reference`` database, taken in turns."""
     harness.execute(db, _copy_model_job(model_id, 1, "root.b", "pending", 10, None))
     [(runnable_id,)] = harness.query(db, "SELECT max(id) FROM queue_job")
     setting = channels.Channels.parse(CHANNELS)
-    seconds = []
-    with harness.connection(db) as connection, connection.cursor() as cr:
-        connection.autocommit = False
+    seconds, empty = [], []
+    with harness.connection(db) as connection, harness.connection(reference) as other:
+        connection.autocommit = other.autocommit = False
         for _ in range(CLAIMS):
-            started = time.perf_counter()
-            job = claim.claim_job(cr, setting)
-            seconds.append(time.perf_counter() - started)
-            connection.rollback()
-            # The runnable job, or in a backlog of runnable jobs one of them.
-            assert job and job["channel"] != "root.a", job
-            claim.drop_liveness_lock(cr, job["id"])
-            connection.rollback()
+            seconds.append(_timed_claim(connection, claim, setting))
+            empty.append(_timed_claim(other, claim, setting))
     harness.execute(db, "DELETE FROM queue_job WHERE id = %s", (runnable_id,))
-    return statistics.median(seconds)
+    return statistics.median(seconds), statistics.median(empty)
 
 
 def _threads_and_rss(pid):
@@ -204,7 +215,7 @@ def drain(impl, db, channels, last_id):
     return {"rate": last_id / busy, "rss_before": rss_before, "rss_after": rss_after}
 
 
-def measure_shape(impl, claim, channels, shape, size, with_list):
+def measure_shape(impl, claim, channels, shape, size, with_list, reference):
     db = impl.fresh_database(f"{shape}{size}")
     try:
         impl.in_odoo(db, "enqueue", DRAIN_JOBS)
@@ -212,7 +223,8 @@ def measure_shape(impl, claim, channels, shape, size, with_list):
         with harness.connection(db) as holder, holder.cursor() as cr:
             # The running job of root.a is alive: this connection holds its lock.
             cr.execute("SELECT pg_advisory_lock(%s, %s)", (claim.LOCK_NAMESPACE, running_id))
-            result = {"claim": measure_claims(db, claim, channels, model_id)}
+            claimed, empty = measure_claims(db, claim, channels, model_id, reference)
+            result = {"claim": claimed, "claim_empty": empty}
             harness.execute(
                 db,
                 "UPDATE queue_job SET state = 'pending', channel = 'root.b' WHERE id <= %s",
@@ -262,7 +274,7 @@ def print_table(rows, once):
         listed = f"{result['list']:.2f}" if "list" in result else ""
         report.say(
             f"| {shape} | {size:,} | {_ms(result['claim'])} | "
-            f"{result['claim'] / empty['claim']:.2f} | {result['rate']:.0f} | "
+            f"{result['claim'] / result['claim_empty']:.2f} | {result['rate']:.0f} | "
             f"{result['rate'] / empty['rate']:.2f} | "
             f"{result['rss_before']:.0f} -> {result['rss_after']:.0f} | {listed} |"
         )
@@ -299,11 +311,21 @@ def main():
     try:
         report.say("[ours] installing queue_job in a template database")
         impl.make_template()
-        for size in sizes:
-            for shape in shapes if size else shapes[:1]:
-                result = measure_shape(impl, claim, channels, shape, size, shape == shapes[0])
-                report.say(f"{shape} {size:,}: {result}")
-                rows[shape, size] = result
+        # The empty table, claimed in turns with each backlog: the ratio is
+        # taken under the same load of the machine.
+        reference = impl.fresh_database("empty")
+        impl.in_odoo(reference, "enqueue", 1)
+        model_id, running_id = build(reference, shapes[0], 0)
+        harness.execute(reference, _copy_model_job(model_id, 1, "root.b", "pending", 10, None))
+        with harness.connection(reference) as holder, holder.cursor() as cr:
+            cr.execute("SELECT pg_advisory_lock(%s, %s)", (claim.LOCK_NAMESPACE, running_id))
+            for size in sizes:
+                for shape in shapes if size else shapes[:1]:
+                    result = measure_shape(
+                        impl, claim, channels, shape, size, shape == shapes[0], reference
+                    )
+                    report.say(f"{shape} {size:,}: {result}")
+                    rows[shape, size] = result
         for shape in shapes[1:]:
             if (shape, 0) not in rows:
                 rows[shape, 0] = rows[shapes[0], 0]
