@@ -12,11 +12,11 @@ For every shape and size of backlog, on a fresh copy of a template database:
    set aside; the backlog is built from one of them in one ``INSERT ...
    SELECT generate_series``; one job of ``root.a`` is started, its liveness
    lock held by this script, so that ``root.a:1`` is full.
-2. **Claim**: one runnable job in ``root.b``; ``claim_job`` (the runner's
-   call) with ``root:4,root.a:1,root.b:3``, rolled back and repeated: the
-   median of :data:`CLAIMS` claims, with its round trip, taken in turns
-   with claims on a database whose table is empty (but for the running job
-   and the runnable one), for the ratio.
+2. **Claim**: ``claim_job`` (the runner's call) with
+   ``root:4,root.a:1,root.b:3`` of a runnable job added to ``root.b`` for
+   it, committed, the job then set done: the median of :data:`CLAIMS`
+   claims, with its round trip, taken in turns with claims on a database
+   whose table is empty (but for the running job), for the ratio.
 3. **Drain**: the 2,000 jobs go to ``root.b``, pending, and a server drains
    them (``root:4,root.a:1,root.b:3``); the rate from the first start to the
    2,000th done; the RSS of the runner's process (the server's process with
@@ -25,7 +25,7 @@ For every shape and size of backlog, on a fresh copy of a template database:
    slowest of the Jobs list's first page with its default and each filter,
    and of its group-by counts.
 
-Then, once: the **commit limit** (4 connections, each committing a
+First, once: the **commit limit** (4 connections, each committing a
 single-row UPDATE in a loop, as ``pgbench`` would), the **plain drain** of
 2,000 jobs at ``root:4`` on an empty table as a fraction of it, and the
 **autovacuum** (the largest size of old done jobs; the server drains 2,000
@@ -138,33 +138,41 @@ def build(db, shape, size):
     return model_id, running_id
 
 
-def _timed_claim(connection, claim, setting):
-    """Seconds of one claim on ``connection``, rolled back, its lock dropped."""
+def _timed_claim(connection, claim, setting, model_id):
+    """Seconds of one claim on ``connection``, of a job of root.b added for it.
+
+    Each claim commits and takes a job of its own, which is then set done, as
+    in a drain: claiming one job again and again, rolled back, would measure
+    the dead versions of its row.
+    """
     with connection.cursor() as cr:
+        cr.execute(_copy_model_job(model_id, 1, "root.b", "pending", 10, None))
+        connection.commit()
         started = time.perf_counter()
         job = claim.claim_job(cr, setting)
         seconds = time.perf_counter() - started
-        connection.rollback()
-        # The runnable job, or in a backlog of runnable jobs one of them.
+        connection.commit()  # its WAL flush is the machine's, not the claim's
+        # The job added, or in a backlog of runnable jobs one of them.
         assert job and job["channel"] != "root.a", job
+        cr.execute("UPDATE queue_job SET state = 'done' WHERE id = %s", (job["id"],))
+        connection.commit()
         claim.drop_liveness_lock(cr, job["id"])
-        connection.rollback()
+        connection.commit()
     return seconds
 
 
-def measure_claims(db, claim, channels, model_id, reference):
-    """Median seconds of the runner's claim, a runnable job being added to root.b,
-    and of the claim on the empty ``reference`` database, taken in turns."""
-    harness.execute(db, _copy_model_job(model_id, 1, "root.b", "pending", 10, None))
-    [(runnable_id,)] = harness.query(db, "SELECT max(id) FROM queue_job")
+def measure_claims(claim, channels, target, reference):
+    """Median seconds of the runner's claim on ``target``, and on the empty
+    ``reference``, taken in turns: each a (database, id of its model job)."""
     setting = channels.Channels.parse(CHANNELS)
     seconds, empty = [], []
-    with harness.connection(db) as connection, harness.connection(reference) as other:
+    with harness.connection(target[0]) as connection, harness.connection(reference[0]) as other:
         connection.autocommit = other.autocommit = False
         for _ in range(CLAIMS):
-            seconds.append(_timed_claim(connection, claim, setting))
-            empty.append(_timed_claim(other, claim, setting))
-    harness.execute(db, "DELETE FROM queue_job WHERE id = %s", (runnable_id,))
+            seconds.append(_timed_claim(connection, claim, setting, target[1]))
+            empty.append(_timed_claim(other, claim, setting, reference[1]))
+    for db, _model_id in (target, reference):
+        harness.execute(db, "DELETE FROM queue_job WHERE state = 'done' AND channel = 'root.b'")
     return statistics.median(seconds), statistics.median(empty)
 
 
@@ -223,7 +231,7 @@ def measure_shape(impl, claim, channels, shape, size, with_list, reference):
         with harness.connection(db) as holder, holder.cursor() as cr:
             # The running job of root.a is alive: this connection holds its lock.
             cr.execute("SELECT pg_advisory_lock(%s, %s)", (claim.LOCK_NAMESPACE, running_id))
-            claimed, empty = measure_claims(db, claim, channels, model_id, reference)
+            claimed, empty = measure_claims(claim, channels, (db, model_id), reference)
             result = {"claim": claimed, "claim_empty": empty}
             harness.execute(
                 db,
@@ -262,7 +270,6 @@ def _ms(seconds):
 
 
 def print_table(rows, once):
-    limit, plain, vacuum = once
     report.say("")
     report.say(
         "| shape | backlog | claim median | x empty | drain jobs/s | x empty"
@@ -278,6 +285,9 @@ def print_table(rows, once):
             f"{result['rate'] / empty['rate']:.2f} | "
             f"{result['rss_before']:.0f} -> {result['rss_after']:.0f} | {listed} |"
         )
+    if once is None:
+        return
+    limit, plain, vacuum = once
     report.say("")
     report.say(
         f"commit limit: {limit['rate']:.0f} single-row commits/s (4 clients); plain drain at"
@@ -307,35 +317,34 @@ def main():
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     impl = harness.Implementation("ours", args.ours, prefix=args.db_prefix)
     claim, channels = load_core(args.ours)
-    rows = {}
+    rows, once = {}, None
     try:
         report.say("[ours] installing queue_job in a template database")
         impl.make_template()
+        once = measure_once(impl, max(sizes))
+        report.say(f"once: {once}")
         # The empty table, claimed in turns with each backlog: the ratio is
         # taken under the same load of the machine.
         reference = impl.fresh_database("empty")
         impl.in_odoo(reference, "enqueue", 1)
         model_id, running_id = build(reference, shapes[0], 0)
-        harness.execute(reference, _copy_model_job(model_id, 1, "root.b", "pending", 10, None))
         with harness.connection(reference) as holder, holder.cursor() as cr:
             cr.execute("SELECT pg_advisory_lock(%s, %s)", (claim.LOCK_NAMESPACE, running_id))
             for size in sizes:
                 for shape in shapes if size else shapes[:1]:
                     result = measure_shape(
-                        impl, claim, channels, shape, size, shape == shapes[0], reference
+                        impl, claim, channels, shape, size, shape == shapes[0], (reference, model_id)
                     )
                     report.say(f"{shape} {size:,}: {result}")
                     rows[shape, size] = result
-        for shape in shapes[1:]:
-            if (shape, 0) not in rows:
-                rows[shape, 0] = rows[shapes[0], 0]
-        once = measure_once(impl, max(sizes))
-        report.say(f"once: {once}")
     finally:
         harness.stop_all_servers()
         impl.drop_databases()
-    order = sorted(rows, key=lambda key: (shapes.index(key[0]), key[1]))
-    print_table({key: rows[key] for key in order}, once)
+        if (shapes[0], 0) in rows:  # what was measured, also when interrupted
+            for shape in shapes[1:]:
+                rows.setdefault((shape, 0), rows[shapes[0], 0])
+            order = sorted(rows, key=lambda key: (shapes.index(key[0]), key[1]))
+            print_table({key: rows[key] for key in order}, once)
 
 
 if __name__ == "__main__":

@@ -292,16 +292,19 @@ _STATEMENTS = (
         -- lock: a job requeued while its worker still runs it) is skipped,
         -- without waiting: the claim lock waits for nothing else.
         FOR attempt IN 1..{_CLAIM_ATTEMPTS} LOOP
+            -- Ordered as the claimable index, which only it answers without
+            -- a sort: an index of all jobs by channel would be read through
+            -- every done job of the channels before the first claimable one.
             WITH RECURSIVE channels(name) AS (
                 SELECT (SELECT j.channel FROM queue_job j
                          WHERE j.state = 'pending' AND NOT j.waits_for_eta
                            AND j.channel IS NOT NULL
-                         ORDER BY j.channel LIMIT 1)
+                         ORDER BY j.channel, j.priority, j.date_created, j.id LIMIT 1)
                 UNION ALL
                 SELECT (SELECT j.channel FROM queue_job j
                          WHERE j.state = 'pending' AND NOT j.waits_for_eta
                            AND j.channel > c.name
-                         ORDER BY j.channel LIMIT 1)
+                         ORDER BY j.channel, j.priority, j.date_created, j.id LIMIT 1)
                   FROM channels c WHERE c.name IS NOT NULL
             )
             SELECT f.id INTO candidate

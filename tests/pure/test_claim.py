@@ -248,30 +248,41 @@ TUPLES_READ = """SELECT COALESCE(idx_tup_fetch, 0) + seq_tup_read
 
 @pytest.mark.parametrize(
     "backlog",
-    ["full_channel", "future_eta", "low_priority_flood", "waiting_graph", "sequential_head"],
+    [
+        "full_channel",
+        "future_eta",
+        "low_priority_flood",
+        "waiting_graph",
+        "sequential_head",
+        "done_jobs",
+    ],
 )
 def test_a_claim_reads_the_same_few_rows_whatever_the_backlog(conn, backlog):
     """The runnable job is in root.b; 3,000 others are ahead of it or around it."""
     channels = Channels.parse("root:4,root.a:1,root.b:3,root.s:1:sequential")
+    full_channel = ("root.a", "pending", 1, None)
     shapes = {
-        # channel, state, priority, eta
-        "full_channel": ("root.a", "pending", 1, None),
-        "future_eta": ("root.b", "pending", 1, "1 day"),
-        "low_priority_flood": ("root.b", "pending", 50, None),
-        "waiting_graph": ("root.b", "wait_dependencies", 1, None),
-        "sequential_head": ("root.s", "pending", 1, None),
+        # (channel, state, priority, eta) of each 3,000 jobs
+        "full_channel": [full_channel],
+        "future_eta": [("root.b", "pending", 1, "1 day")],
+        "low_priority_flood": [("root.b", "pending", 50, None)],
+        "waiting_graph": [("root.b", "wait_dependencies", 1, None)],
+        "sequential_head": [("root.s", "pending", 1, None)],
+        # Done jobs of a channel that sorts first, as the ORM's index of
+        # channels has them, then a full channel's.
+        "done_jobs": [("root", "done", 1, None), full_channel],
     }
-    channel, state, priority, eta = shapes[backlog]
     with conn, conn.cursor() as cr:
         insert_job(cr, channel="root.a", state="started")
-        cr.execute(
-            """INSERT INTO queue_job (uuid, state, channel, priority, retry, max_retries,
-                                      date_created, eta, pending_dependency_count)
-               SELECT md5(g::text), %s, %s, %s, 0, 5, now() AT TIME ZONE 'UTC',
-                      (now() AT TIME ZONE 'UTC') + %s::interval, 0
-                 FROM generate_series(1, 3000) AS g""",
-            (state, channel, priority, eta),
-        )
+        for channel, state, priority, eta in shapes[backlog]:
+            cr.execute(
+                """INSERT INTO queue_job (uuid, state, channel, priority, retry, max_retries,
+                                          date_created, eta, pending_dependency_count)
+                   SELECT md5(random()::text || g), %s, %s, %s, 0, 5, now() AT TIME ZONE 'UTC',
+                          (now() AT TIME ZONE 'UTC') + %s::interval, 0
+                     FROM generate_series(1, 3000) AS g""",
+                (state, channel, priority, eta),
+            )
         cr.execute("ANALYZE queue_job")
     runnable = insert(conn, count=8, channel="root.b", priority=10)
     reads = []
@@ -287,7 +298,6 @@ def test_a_claim_reads_the_same_few_rows_whatever_the_backlog(conn, backlog):
         drop_liveness_lock(conn.cursor(), job["id"])
     assert max(reads) < 60, reads
     if backlog != "sequential_head":
-        assert run_sql(conn, "SELECT count(*) FROM queue_job WHERE state = 'done'") == [(8,)]
         assert all(row(conn, job_id)["state"] == "done" for job_id in runnable)
 
 
