@@ -186,16 +186,17 @@ class _Server:
 class Implementation:
     """One queue_job addon: its addons path and the databases made for it."""
 
-    def __init__(self, label, addons_dir):
+    def __init__(self, label, addons_dir, prefix="bench"):
         if not os.path.isfile(os.path.join(addons_dir, "queue_job", "__manifest__.py")):
             raise SystemExit(f"{addons_dir}: no queue_job addon in this directory")
         self.label = label
+        self.prefix = prefix
         self.addons_path = f"{os.path.abspath(addons_dir)},{BENCH_ADDONS}"
         self.template = self._database_name("template")
         self.databases = []
 
     def _database_name(self, purpose):
-        return f"bench_{os.getpid()}_{self.label}_{purpose}"
+        return f"{self.prefix}_{os.getpid()}_{self.label}_{purpose}"
 
     def _log(self, name):
         return os.path.join(log_dir(), f"{self.label}_{name}.log")
@@ -228,6 +229,10 @@ class Implementation:
         self.databases.append(name)
         execute("postgres", f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
         return name
+
+    def drop_database(self, name):
+        self.databases.remove(name)
+        _drop(name)
 
     def drop_databases(self):
         while self.databases:
@@ -263,13 +268,13 @@ class Implementation:
         }
         return [PYTHON, ODOO_SERVER, *(word for option in options.items() for word in option)]
 
-    def server(self, db):
+    def server(self, db, channels=CHANNELS):
         """A running server on ``db`` (a context manager that stops it)."""
         # Ports are picked now, not once per run: another run may hold some meanwhile.
         http_port, gevent_port = free_ports(2)
         env = dict(
             os.environ,
-            ODOO_QUEUE_JOB_CHANNELS=CHANNELS,
+            ODOO_QUEUE_JOB_CHANNELS=channels,
             # OCA's runner calls the HTTP workers on this port.
             ODOO_QUEUE_JOB_PORT=str(http_port),
         )

@@ -16,6 +16,7 @@ import math
 import sys
 import time
 
+from lxml import etree
 from odoo import SUPERUSER_ID, api
 from odoo.modules.registry import Registry
 from odoo.tools import config
@@ -157,7 +158,58 @@ def release_cost(env, members):
     }
 
 
+def list_search(env):
+    """Seconds to open the Jobs list as an admin: its first page and count, with no
+    filter and with each filter of its search view, and its group-by counts."""
+    jobs = env["queue.job"].with_user(env.ref("base.user_admin"))
+    arch = jobs.get_views([(False, "list")])["views"]["list"]["arch"]
+    specification = {field.get("name"): {} for field in etree.fromstring(arch).iter("field")}
+    domains = {"no filter": []}
+    for name, domain in (
+        ("my jobs", [("user_id", "=", jobs.env.uid)]),
+        ("pending", [("state", "=", "pending")]),
+        ("failed", [("state", "=", "failed")]),
+        ("done", [("state", "=", "done")]),
+        ("in a graph", [("graph_uuid", "!=", False)]),
+    ):
+        domains[name] = domain
+    timings = {}
+    for name, domain in domains.items():
+        jobs.env.invalidate_all()
+        started = time.perf_counter()
+        jobs.web_search_read(domain, specification, limit=80)
+        timings[name] = time.perf_counter() - started
+    for groupby in ("state", "channel", "model_name", "date_created:day"):
+        jobs.env.invalidate_all()
+        started = time.perf_counter()
+        jobs.web_read_group([], [groupby], ["__count"])
+        timings[f"group by {groupby}"] = time.perf_counter() - started
+    slowest = max(timings, key=timings.get)
+    return {"timings": timings, "slowest": slowest, "seconds": timings[slowest]}
+
+
+def autovacuum(env, seconds):
+    """Call the autovacuum of jobs for ``seconds``, a committed batch per call, as
+    Odoo's cron does; the rate of jobs deleted and the longest batch."""
+    jobs = env["queue.job"]
+    deleted, longest, batches = 0, 0.0, 0
+    started = time.perf_counter()
+    more = True
+    while more and time.perf_counter() - started < seconds:
+        batch_started = time.perf_counter()
+        removed, more = jobs._gc_old_jobs()
+        env.cr.commit()
+        longest = max(longest, time.perf_counter() - batch_started)
+        deleted += removed
+        batches += 1
+    elapsed = time.perf_counter() - started
+    return {"deleted": deleted, "rate": deleted / elapsed, "longest_batch": longest,
+            "batches": batches}
+
+
 COMMANDS = {
+    "list-search": list_search,
+    "autovacuum": lambda env, seconds: autovacuum(env, float(seconds)),
     "enqueue": lambda env, count: enqueue(env, int(count)),
     "pickup": lambda env, count, pause: pickup(env, int(count), float(pause)),
     "group": lambda env, members: make_group(env, int(members)),

@@ -5,12 +5,14 @@ PostgreSQL is the only coordinator between runner processes, on any number
 of hosts. Two advisory locks, both in :data:`LOCK_NAMESPACE`, carry it:
 
 * the *claim lock*, ``(LOCK_NAMESPACE, CLAIM_LOCK_KEY)``, held for the length
-  of a claim (or rescue) transaction, so that claims happen one after the
-  other: each one counts the running jobs that the previous ones committed,
-  and channel capacities hold across processes;
+  of a claim transaction, so that claims happen one after the other: each
+  one counts the running jobs that the previous ones committed, and channel
+  capacities hold across processes. Nothing under it waits for another
+  lock: the claim takes row and liveness locks with try-locks;
 * a job's *liveness lock*, ``(LOCK_NAMESPACE, job id)``, a session lock taken
   by the claim on the executor's connection *before* the claim commits, and
-  released after the job's outcome is committed. A job that is ``started``
+  released after the job's outcome is committed (the rescue takes it too,
+  for its transaction). A job that is ``started``
   while nobody holds its liveness lock therefore lost its worker (process
   killed, host gone, connection cut): :func:`rescue_orphans` puts it back.
   No guess about how long a job may run is involved.
@@ -23,8 +25,10 @@ start their transaction in READ COMMITTED (see ``isolation.read_committed``).
 import logging
 from contextlib import contextmanager
 
+import psycopg2
+
 from . import isolation, transitions
-from .schema import CLAIM_LOCK_KEY, NOW_UTC, RATE_WINDOW_SECONDS
+from .schema import NOW_UTC, RATE_WINDOW_SECONDS
 from .states import RUNNING_SQL, RUNNING_STATES
 from .channels import ROOT, SOURCE_DATABASE, SOURCE_DEFAULT, Channel, Channels
 
@@ -38,15 +42,6 @@ WORKER_DIED = "WorkerDied"
 
 # Spelled as the predicate of queue_job_running_idx, so the planner uses it.
 _RUNNING = f"state IN {RUNNING_SQL}"
-
-
-def _lock_claims(cr):
-    # In Odoo's REPEATABLE READ, the snapshot would be taken by the statement
-    # that waits for the claim lock: the rescue would not see the claims
-    # committed while it waited. In READ COMMITTED each statement after the
-    # lock sees every earlier claim.
-    isolation.read_committed(cr)
-    cr.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, CLAIM_LOCK_KEY))
 
 
 def _setting_arrays(channels):
@@ -194,19 +189,20 @@ def take_over(cr, job_id, pid):
     liveness lock on ``cr``'s connection once that process is gone.
 
     The job's transaction is rolled back with its process, and its locks
-    freed. Under the claim lock, taken first, no rescue can see the job
-    without its lock and requeue it before the caller records its outcome in
-    this transaction (READ COMMITTED: it sees a ``done`` that the job
-    committed first). The caller commits, then drops the liveness lock
-    (:func:`drop_liveness_lock`), even when it rolls back: it is a session lock.
+    freed. PostgreSQL grants a released lock to the sessions waiting for it
+    before anyone else may try it: no rescue can find the job without its
+    lock and requeue it before the caller records its outcome in this
+    transaction (READ COMMITTED: it sees a ``done`` that the job committed
+    first). The caller commits, then drops the liveness lock
+    (:func:`drop_liveness_lock`), even when it rolls back: it is a session
+    lock. No claim waits for any of this.
     """
-    _lock_claims(cr)
+    isolation.read_committed(cr)
     # Allowed on the sessions of one's own role: the runner's connections share theirs.
     cr.execute("SELECT pg_terminate_backend(%s)", (pid,))
     if not cr.fetchone()[0]:
         raise RuntimeError(f"could not terminate server process {pid} of job {job_id}")
-    # Granted when the process ends (or at once if its job had ended); the
-    # claims of every runner wait meanwhile: not for long.
+    # Granted when the process ends (or at once if its job had ended).
     cr.execute("SET LOCAL lock_timeout = '10s'")
     hold_liveness_lock(cr, job_id)
 
@@ -225,30 +221,33 @@ def rescue_orphans(cr):
     A job with tries left goes back to pending, to run again at once (its
     retry count already holds the try that died). A job that used its last
     try fails, and so do the jobs waiting on it (max_retries 0: unlimited).
-    Also releases the dependents of done jobs whose worker died between the
-    commit of the job and the release of its dependents.
+
+    The rescue does not take the claim lock: it takes the liveness lock of
+    each running job, for its transaction, with a try-lock. Taken, nobody
+    holds it: the worker is gone, and no claim can start the job again
+    before the rescue commits (a claim skips a job whose liveness lock it
+    cannot take). A job whose row a transaction holds (a form's, or Run
+    Now's final transition) is skipped, not waited for: the next rescue sees
+    it again.
     """
-    # Under the claim lock, no job can be claimed (and so become alive under
-    # a new lock) between the read of pg_locks below and the updates.
-    _lock_claims(cr)
-    # pg_locks is read after the statement's snapshot is taken: a job seen
-    # running here had its lock taken before, so a missing lock means its
-    # worker is gone, or that the job ended in between. The transitions only
-    # move jobs that are still enqueued/started when they update them (the
-    # row is re-read then), so a job that ended meanwhile is left as it ended.
+    isolation.read_committed(cr)
+    # The running jobs are read first (their index holds only them), so that
+    # the try-lock is never taken on any other job; a lock is reentrant, so
+    # those whose lock this session holds are left out first.
     cr.execute(
         f"""
-        WITH held AS MATERIALIZED (
-            SELECT objid FROM pg_locks
-             WHERE locktype = 'advisory' AND granted AND objsubid = 2
+        WITH running AS MATERIALIZED (
+            SELECT id FROM queue_job WHERE {_RUNNING}
+            EXCEPT
+            SELECT objid::bigint::integer FROM pg_locks
+             WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND objsubid = 2
                AND classid = %(namespace)s::oid
-               AND database = (SELECT oid FROM pg_database
-                                WHERE datname = current_database())
         )
-        SELECT id, max_retries > 0 AND retry >= max_retries
-          FROM queue_job
-         WHERE {_RUNNING}
-           AND NOT EXISTS (SELECT 1 FROM held WHERE held.objid = queue_job.id::oid)
+        SELECT j.id, j.max_retries > 0 AND j.retry >= j.max_retries
+          FROM running r JOIN queue_job j ON j.id = r.id
+         WHERE pg_try_advisory_xact_lock(%(namespace)s, r.id) AND j.{_RUNNING}
+         ORDER BY j.id
+           FOR NO KEY UPDATE OF j SKIP LOCKED
         """,
         {"namespace": LOCK_NAMESPACE},
     )
@@ -262,25 +261,64 @@ def rescue_orphans(cr):
         exc_name=WORKER_DIED,
         exc_message="worker died while running the job; requeued",
     )
-    failed = transitions.mark_failed(
-        cr,
-        exhausted,
-        RUNNING_STATES,
-        exc_name=WORKER_DIED,
-        exc_message="worker died while running the job, which had no try left",
-    )
-    # A done job whose edges are not released: its worker died between the
-    # job's commit and the release of its dependents (releasing twice is
-    # harmless, should that worker still be at it).
+    # Failing cascades to the jobs that wait on these: if a transaction
+    # holds one of them, the rescue fails these jobs at a later sweep rather
+    # than wait for it.
+    cr.execute("SAVEPOINT queue_job_rescue")
+    cr.execute("SET LOCAL lock_timeout = '1ms'")
+    try:
+        failed = transitions.mark_failed(
+            cr,
+            exhausted,
+            RUNNING_STATES,
+            exc_name=WORKER_DIED,
+            exc_message="worker died while running the job, which had no try left",
+        )
+    except psycopg2.errors.LockNotAvailable:
+        cr.execute("ROLLBACK TO SAVEPOINT queue_job_rescue")
+        failed = []
+    cr.execute("RELEASE SAVEPOINT queue_job_rescue")
+    cr.execute("SET LOCAL lock_timeout TO DEFAULT")
+    return requeued, failed
+
+
+#: Jobs with unreleased edges that one :func:`release_orphaned_edges` looks at.
+RELEASE_BATCH = 1000
+
+
+def release_orphaned_edges(cr, after_id=0):
+    """Release the dependents of done jobs whose worker died before it released them.
+
+    Such a job's worker died between the job's commit and the release of
+    its dependents (releasing twice is harmless, should that worker still be
+    at it). One call looks at the next :data:`RELEASE_BATCH` jobs that have
+    unreleased edges, in id order after ``after_id``, through the index of
+    unreleased edges: its cost does not grow with the graphs that wait.
+    Dependents that a transaction holds are left for a later call. Return
+    the ``after_id`` of the next call: 0 once the end is reached.
+    """
+    isolation.read_committed(cr)
     cr.execute(
         """
-        SELECT DISTINCT e.dependency_id
-          FROM queue_job_dependency e JOIN queue_job d ON d.id = e.dependency_id
-         WHERE NOT e.released AND d.state = 'done'
-        """
+        WITH RECURSIVE awaited(id) AS (
+            SELECT (SELECT min(dependency_id) FROM queue_job_dependency
+                     WHERE NOT released AND dependency_id > %(after)s)
+            UNION ALL
+            SELECT (SELECT min(e.dependency_id) FROM queue_job_dependency e
+                     WHERE NOT e.released AND e.dependency_id > a.id)
+              FROM awaited a WHERE a.id IS NOT NULL
+        )
+        SELECT a.id, d.state = 'done'
+          FROM (SELECT id FROM awaited WHERE id IS NOT NULL LIMIT %(limit)s) a
+          JOIN queue_job d ON d.id = a.id
+        """,
+        {"after": after_id, "limit": RELEASE_BATCH},
     )
-    transitions.release_dependents(cr, [job_id for (job_id,) in cr.fetchall()])
-    return requeued, failed
+    rows = cr.fetchall()
+    transitions.release_dependents(
+        cr, [job_id for job_id, done in rows if done], skip_locked=True
+    )
+    return max(job_id for job_id, _done in rows) if len(rows) == RELEASE_BATCH else 0
 
 
 def seconds_until_next_eta(cr, channels):
@@ -297,7 +335,7 @@ def seconds_until_next_eta(cr, channels):
         f"""
         SELECT EXTRACT(EPOCH FROM min(at) - {NOW_UTC}) FROM (
             SELECT min(eta) AS at FROM queue_job
-             WHERE state = 'pending' AND eta > {NOW_UTC}
+             WHERE state = 'pending' AND waits_for_eta AND eta > {NOW_UTC}
              UNION ALL
             SELECT t.last_start + make_interval(secs => c.throttle)
               FROM queue_job_throttle t

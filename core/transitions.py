@@ -179,13 +179,16 @@ def mark_done(cr, ids, from_states, result=None, release=True):
     return moved
 
 
-def release_dependents(cr, ids=None):
+def release_dependents(cr, ids=None, skip_locked=False):
     """Release the dependents of the ``done`` jobs among ``ids`` (all done jobs if None).
 
     One statement flips each unreleased edge of a done job and decrements its
     dependent by the number of edges flipped; a dependent that reaches 0
     while waiting becomes pending. An edge already released is not counted
     again, so calling this twice, or from two workers, is harmless.
+    With ``skip_locked``, the edges to dependents that another transaction
+    holds are left unreleased, for a later call (the rescue's), instead of
+    waiting for that transaction.
     """
     if ids is not None and not ids:
         return
@@ -198,11 +201,12 @@ def release_dependents(cr, ids=None):
                         FROM queue_job_dependency e
                         JOIN queue_job d ON d.id = e.dependency_id
                        WHERE {scope} AND d.state = 'done' AND NOT e.released)
-         ORDER BY id FOR NO KEY UPDATE
+         ORDER BY id FOR NO KEY UPDATE {"SKIP LOCKED" if skip_locked else ""}
         """,
         {"ids": list(ids or ())},
     )
-    if not cr.fetchall():
+    locked = [job_id for (job_id,) in cr.fetchall()]
+    if not locked:
         return  # nothing to release: no need for the UPDATE
     cr.execute(
         f"""
@@ -212,6 +216,7 @@ def release_dependents(cr, ids=None):
               FROM queue_job d
              WHERE e.dependency_id = d.id AND {scope}
                AND d.state = 'done' AND NOT e.released
+               {"AND e.job_id = ANY(%(locked)s)" if skip_locked else ""}
          RETURNING e.job_id
         ), counts AS (
             SELECT job_id, count(*) AS n FROM released GROUP BY job_id
@@ -225,7 +230,7 @@ def release_dependents(cr, ids=None):
           FROM counts c
          WHERE j.id = c.job_id
         """,
-        {"ids": list(ids or ())},
+        {"ids": list(ids or ()), "locked": locked},
     )
 
 

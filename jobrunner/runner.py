@@ -444,6 +444,7 @@ class _DatabaseDispatcher:
         self._backoff = _Backoff()
         self._reconnect_at = 0.0
         self._rescue_at = 0.0
+        self._released_after = 0  # where the next release of orphaned edges starts
         self._eta_at = math.inf
         self.executors = _Executors(name, channels.root_capacity, lambda: _Session(self))
 
@@ -559,6 +560,9 @@ class _DatabaseDispatcher:
     def _rescue(self):
         with self._connection.cursor() as cr:
             requeued, failed = claim.rescue_orphans(cr)
+        self._connection.commit()
+        with self._connection.cursor() as cr:
+            self._released_after = claim.release_orphaned_edges(cr, self._released_after)
         self._connection.commit()
         if requeued:
             _logger.warning(

@@ -69,6 +69,9 @@ CREATE TABLE queue_job_dependency (
     dependency_id integer NOT NULL REFERENCES queue_job(id) ON DELETE CASCADE,
     PRIMARY KEY (job_id, dependency_id)
 );
+-- Indexes of the ORM's (index=True) that a plan could take instead of ours.
+CREATE INDEX queue_job__state_index ON queue_job (state);
+CREATE INDEX queue_job__channel_index ON queue_job (channel);
 """
 
 

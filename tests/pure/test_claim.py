@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 import pytest
-from jobs import insert_graph, insert_job, job_row, set_state, states, wait_until_blocked
+from jobs import insert_graph, insert_job, job_row, set_state, states
 from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED, ISOLATION_LEVEL_REPEATABLE_READ
 
 from queue_job.core import transitions
@@ -19,6 +19,7 @@ from queue_job.core.claim import (
     WORKER_DIED,
     claim_job,
     drop_liveness_lock,
+    release_orphaned_edges,
     rescue_orphans,
     seconds_until_next_eta,
 )
@@ -175,6 +176,20 @@ def test_claim_order_is_priority_then_age_then_id(conn):
     assert [claim(conn, Channels.parse("root:10")) for _ in expected] == expected
 
 
+@pytest.mark.parametrize("spread", [False, True], ids=["one_channel", "three_channels"])
+def test_claim_order_is_priority_then_age_then_id_across_channels(conn, spread):
+    """The first job of each channel competes: the order is global."""
+    channels = ["root", "root.a", "root.b.x"] if spread else ["root"]
+    jobs = []
+    for index, (priority, age) in enumerate([(5, 1), (1, 3), (5, 2), (9, 5), (1, 4), (5, 2)]):
+        [job_id] = insert(conn, channel=channels[index % len(channels)], priority=priority)
+        shift(conn, "date_created", [job_id], f"-{age} minutes")
+        jobs.append((priority, -age, job_id))
+    expected = [job_id for *_key, job_id in sorted(jobs)]
+    setting = Channels.parse("root:10,root.a:5,root.b:5")
+    assert [claim(conn, setting) for _ in expected] == expected
+
+
 def test_claim_respects_eta(conn):
     [future] = insert(conn, priority=1)
     [past] = insert(conn, priority=5)
@@ -186,6 +201,104 @@ def test_claim_respects_eta(conn):
     assert claim(conn) is None
     shift(conn, "eta", [future], "0")
     assert claim(conn) == future
+
+
+def test_a_job_becomes_claimable_when_its_eta_passes(conn):
+    """Without a write: the claim itself sees that the eta has passed."""
+    [job_id] = insert(conn)
+    [later] = insert(conn)
+    shift(conn, "eta", [job_id], "0.5 seconds")
+    shift(conn, "eta", [later], "1 hour")
+    assert claim(conn) is None
+    time.sleep(0.6)
+    assert claim(conn) == job_id
+    assert claim(conn) is None
+    # A later write of the eta counts again (a requeue clears it).
+    finish(conn, [job_id], "requeued")
+    shift(conn, "eta", [job_id], "1 hour")
+    assert claim(conn) is None
+    shift(conn, "eta", [later], "-1 second")
+    assert claim(conn) == later
+
+
+def test_a_liveness_lock_held_on_a_pending_job_delays_no_claim(connect, conn):
+    """A job requeued while its worker still runs it keeps its liveness lock:
+    claims pass over it, without waiting for it under the claim lock."""
+    [held, free_1, free_2] = insert(conn, count=3)
+    holder = connect()
+    run_sql(holder, "SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, held))
+    workers = [connect() for _ in range(2)]
+    for worker in workers:
+        run_sql(worker, "SET statement_timeout = '5s'")
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        claimed = sorted(pool.map(claim, workers))
+    assert time.monotonic() - started < 1
+    assert claimed == [free_1, free_2]
+    assert row(conn, held)["state"] == "pending"
+    assert claim(workers[0]) is None
+    run_sql(holder, "SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, held))
+    assert claim(workers[0]) == held
+
+
+# Rows of queue_job the session read, this transaction's included.
+TUPLES_READ = """SELECT COALESCE(idx_tup_fetch, 0) + seq_tup_read
+                   FROM pg_stat_xact_user_tables WHERE relname = 'queue_job'"""
+
+
+@pytest.mark.parametrize(
+    "backlog",
+    [
+        "full_channel",
+        "future_eta",
+        "low_priority_flood",
+        "waiting_graph",
+        "sequential_head",
+        "done_jobs",
+    ],
+)
+def test_a_claim_reads_the_same_few_rows_whatever_the_backlog(conn, backlog):
+    """The runnable job is in root.b; 3,000 others are ahead of it or around it."""
+    channels = Channels.parse("root:4,root.a:1,root.b:3,root.s:1:sequential")
+    full_channel = ("root.a", "pending", 1, None)
+    shapes = {
+        # (channel, state, priority, eta) of each 3,000 jobs
+        "full_channel": [full_channel],
+        "future_eta": [("root.b", "pending", 1, "1 day")],
+        "low_priority_flood": [("root.b", "pending", 50, None)],
+        "waiting_graph": [("root.b", "wait_dependencies", 1, None)],
+        "sequential_head": [("root.s", "pending", 1, None)],
+        # Done jobs of a channel that sorts first, as the ORM's index of
+        # channels has them, then a full channel's.
+        "done_jobs": [("root", "done", 1, None), full_channel],
+    }
+    with conn, conn.cursor() as cr:
+        insert_job(cr, channel="root.a", state="started")
+        for channel, state, priority, eta in shapes[backlog]:
+            cr.execute(
+                """INSERT INTO queue_job (uuid, state, channel, priority, retry, max_retries,
+                                          date_created, eta, pending_dependency_count)
+                   SELECT md5(random()::text || g), %s, %s, %s, 0, 5, now() AT TIME ZONE 'UTC',
+                          (now() AT TIME ZONE 'UTC') + %s::interval, 0
+                     FROM generate_series(1, 3000) AS g""",
+                (state, channel, priority, eta),
+            )
+        cr.execute("ANALYZE queue_job")
+    runnable = insert(conn, count=8, channel="root.b", priority=10)
+    reads = []
+    for _ in range(8):  # PL/pgSQL plans are custom, then generic from the 6th call
+        with conn, conn.cursor() as cr:
+            cr.execute(TUPLES_READ)
+            [before] = cr.fetchone()
+            job = claim_job(cr, channels)
+            cr.execute(TUPLES_READ)
+            reads.append(cr.fetchone()[0] - before)
+            assert job["channel"] == ("root.s" if backlog == "sequential_head" else "root.b")
+            transitions.mark_done(cr, [job["id"]], ("started",))
+        drop_liveness_lock(conn.cursor(), job["id"])
+    assert max(reads) < 60, reads
+    if backlog != "sequential_head":
+        assert all(row(conn, job_id)["state"] == "done" for job_id in runnable)
 
 
 def test_claim_skips_a_job_that_another_transaction_holds(connect, conn):
@@ -458,7 +571,8 @@ def test_rescue_releases_dependents_of_a_job_done_by_a_worker_that_died(connect,
             transitions.mark_done(cr, [job_id], ("started",), release=False)
     kill(conn, worker)
     assert rescue(conn) == ([], [])
-    with conn.cursor() as cr:
+    with conn, conn.cursor() as cr:
+        assert release_orphaned_edges(cr) == 0  # the end: the next call starts over
         assert states(cr, ids)["callback"] == ("pending", 0)
 
 
@@ -471,30 +585,89 @@ def test_rescue_leaves_a_job_that_ends_meanwhile_as_it_ended(connect, conn):
     with worker.cursor() as cr:
         transitions.mark_done(cr, [job_id], ("started",), result="ok")
         drop_liveness_lock(cr, job_id)
-    rescuer, observer = connect(), connect()
-    observer.autocommit = True
-    with ThreadPoolExecutor(1) as pool:
-        rescued = pool.submit(rescue, rescuer)
-        wait_until_blocked(observer, rescuer.get_backend_pid())  # on the job's row
-        worker.commit()
-        assert rescued.result() == ([], [])
+    rescuer = connect()
+    run_sql(rescuer, "SET statement_timeout = '5s'")
+    assert rescue(rescuer) == ([], [])  # the job's row is held: skipped, not waited for
+    worker.commit()
+    assert rescue(rescuer) == ([], [])
     job = row(conn, job_id)
     assert (job["state"], job["result"], job["exc_name"]) == ("done", "ok", None)
 
 
-def test_rescue_blocks_claims_while_it_decides(connect, conn):
-    """A claim cannot start a job between the rescue's read of the locks and its update."""
-    [job_id] = insert(conn)
+def test_rescue_holds_the_claim_of_the_job_it_decides_on_and_of_no_other(connect, conn):
+    """It takes no claim lock: only the orphan's liveness lock, until it commits."""
+    [orphan, other] = insert(conn, count=2, state="started")
+    [pending] = insert(conn)
     rescuer = connect()
     with rescuer.cursor() as cr:
-        rescue_orphans(cr)  # holds the claim lock until commit
+        assert rescue_orphans(cr) == ([orphan, other], [])  # not committed yet
     worker = connect()
-    with ThreadPoolExecutor(1) as pool:
-        claimed = pool.submit(claim, worker)
-        time.sleep(0.2)
-        assert not claimed.done()
-        rescuer.commit()
-        assert claimed.result() == job_id
+    run_sql(worker, "SET statement_timeout = '5s'")
+    # The orphans are pending in the rescuer's transaction only; the claim
+    # does not wait for it, and could not start them yet.
+    assert claim(worker) == pending
+    assert liveness_lock_holders(conn, orphan) == [rescuer.get_backend_pid()]
+    rescuer.commit()
+    assert liveness_lock_holders(conn, orphan) == []
+    assert claim(worker) == orphan
+
+
+def test_rescue_skips_an_orphan_whose_row_a_transaction_holds(connect, conn):
+    [held, free] = insert(conn, count=2, state="started")
+    form = connect()
+    with form.cursor() as cr:
+        cr.execute("SELECT id FROM queue_job WHERE id = %s FOR UPDATE", (held,))
+    rescuer = connect()
+    run_sql(rescuer, "SET statement_timeout = '5s'")
+    assert rescue(rescuer) == ([free], [])
+    form.rollback()
+    assert rescue(rescuer) == ([held], [])
+
+
+def test_rescue_fails_an_orphan_out_of_tries_later_when_a_dependent_is_held(connect, conn):
+    with conn, conn.cursor() as cr:
+        ids = insert_graph(cr, [("child", "parent")])
+        set_state(cr, [ids["parent"]], "started", retry=5, max_retries=5)
+    [other] = insert(conn, state="started")
+    form = connect()
+    with form.cursor() as cr:
+        cr.execute("SELECT id FROM queue_job WHERE id = %s FOR UPDATE", (ids["child"],))
+    rescuer = connect()
+    run_sql(rescuer, "SET statement_timeout = '5s'")
+    assert rescue(rescuer) == ([other], [])  # the other orphan is not held up
+    assert row(conn, ids["parent"])["state"] == "started"
+    form.rollback()
+    assert rescue(rescuer) == ([], [ids["parent"]])
+    with conn.cursor() as cr:
+        assert states(cr, ids) == {"parent": ("failed", 0), "child": ("failed", 1)}
+
+
+def test_release_of_orphaned_edges_goes_in_batches_and_skips_held_dependents(
+    connect, conn, monkeypatch
+):
+    monkeypatch.setattr("queue_job.core.claim.RELEASE_BATCH", 2)
+    with conn, conn.cursor() as cr:
+        ids = insert_graph(
+            cr, [("cb", "a"), ("cb", "b"), ("cb", "c"), ("other", "d"), ("other", "e")]
+        )
+        set_state(cr, [ids[name] for name in "abcde"], "done")
+    form = connect()
+    with form.cursor() as cr:
+        cr.execute("SELECT id FROM queue_job WHERE id = %s FOR UPDATE", (ids["other"],))
+    rescuer = connect()
+    run_sql(rescuer, "SET statement_timeout = '5s'")
+    with rescuer, rescuer.cursor() as cr:
+        assert release_orphaned_edges(cr) == ids["b"]  # a and b
+        assert states(cr, ids)["cb"] == ("wait_dependencies", 1)
+        assert release_orphaned_edges(cr, ids["b"]) == ids["d"]  # c, then d is held
+        assert states(cr, ids)["cb"] == ("pending", 0)
+        assert release_orphaned_edges(cr, ids["d"]) == 0  # e is held
+        assert states(cr, ids)["other"] == ("wait_dependencies", 2)
+    form.rollback()
+    with rescuer, rescuer.cursor() as cr:
+        assert release_orphaned_edges(cr) == ids["e"]
+        assert release_orphaned_edges(cr, ids["e"]) == 0
+        assert states(cr, ids)["other"] == ("pending", 0)
 
 
 # -- eta ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ def test_drop_removes_the_functions_and_table_that_ensure_creates(conn):
             ("queue_job_channel_notify",),
             ("queue_job_channels",),
             ("queue_job_claim",),
+            ("queue_job_eta_written",),
             ("queue_job_notify",),
         ]
         schema.drop(cr)
