@@ -22,16 +22,16 @@ class OdooBinding:
     ``db_params`` (see ``settings.runner_db_params``) override Odoo's
     connection parameters for every connection of the runner. Its executors'
     cursors come from pools of the runner's own, with those parameters: one
-    per database, of ``executors_per_database`` connections, as many as the
-    runner gives each database executors (each keeps its cursor), so that no
-    executor waits for another database's connections. (One pool of Odoo's
+    per database, of Odoo's ``db_maxconn`` connections each, so that no
+    database's executors take another's connections. (One pool of
     ``db_maxconn`` for all databases ran out once databases times executors
-    outgrew it.)
+    outgrew it.) A database uses as many as its executors (root's capacity in
+    force, said in the log), one more while the runner stops a job, and one
+    per stopped job whose thread has not ended yet.
     """
 
-    def __init__(self, db_params, executors_per_database):
+    def __init__(self, db_params):
         self._db_params = db_params
-        self._executors_per_database = executors_per_database
         self._pools = {}  # database name -> ConnectionPool
         self._pools_lock = threading.Lock()
 
@@ -47,7 +47,7 @@ class OdooBinding:
         with self._pools_lock:
             pool = self._pools.get(db_name)
             if pool is None:
-                pool = self._pools[db_name] = ConnectionPool(self._executors_per_database)
+                pool = self._pools[db_name] = ConnectionPool(int(config["db_maxconn"]))
         return Connection(pool, db_name, self.connection_params(db_name)).cursor()
 
     def _connect(self, db_name):
@@ -75,5 +75,5 @@ def make_runner():
     """The runner as Odoo's configuration sets it up; raise ChannelsConfigError."""
     config_file = config["config"]
     channels = configured_channels(config_file)
-    binding = OdooBinding(settings.runner_db_params(config_file), channels.root_capacity)
+    binding = OdooBinding(settings.runner_db_params(config_file))
     return Runner(binding, channels)

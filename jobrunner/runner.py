@@ -553,7 +553,14 @@ class _DatabaseDispatcher:
             channels = claim.channels_in_force(cr, self.configured)
         self._connection.commit()
         if connecting or str(channels) != str(self.channels):
-            _logger.info("database %s: channels in force: %s", self.name, channels)
+            _logger.info(
+                "database %s: channels in force: %s: up to %d connections"
+                " (%d executors, 1 to listen)",
+                self.name,
+                channels,
+                channels.root_capacity + 1,
+                channels.root_capacity,
+            )
         self.channels = channels
         self.executors.resize(channels.root_capacity)
 
@@ -757,14 +764,7 @@ class Runner:
         self._discovered = True
         for name in names:
             if name not in self._databases:
-                _logger.info(
-                    "serving database %s with channels %s: up to %d connections"
-                    " (%d executors, 1 to listen)",
-                    name,
-                    self._channels,
-                    self._channels.root_capacity + 1,
-                    self._channels.root_capacity,
-                )
+                _logger.info("serving database %s with channels %s", name, self._channels)
                 self._databases[name] = _DatabaseDispatcher(
                     name, self._binding, self._channels, self._wake
                 )

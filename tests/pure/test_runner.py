@@ -423,7 +423,7 @@ def test_a_runner_serving_several_databases_bounds_connections_per_database(
         log = runner.log_path.read_text()
         for name in databases:
             assert log.count(f"serving database {name} with channels") == 1
-            assert f"serving database {name} with channels root:2: up to 3 connections" in log
+            assert f"database {name}: channels in force: root:2: up to 3 connections" in log
         assert "Traceback" not in log
     finally:
         other.close()

@@ -3,16 +3,20 @@
 
 import threading
 
+from unittest.mock import patch
+
 from odoo.sql_db import PoolError
 from odoo.tests import TransactionCase, tagged
+from odoo.tools import config
 
 from odoo.addons.queue_job.jobrunner.odoo_binding import OdooBinding
 
 
 @tagged("post_install", "-at_install")
 class TestOdooBinding(TransactionCase):
-    def test_each_database_has_connections_for_its_executors_only(self):
-        binding = OdooBinding({}, executors_per_database=3)
+    @patch.dict(config._runtime_options, {"db_maxconn": 3})
+    def test_each_database_has_a_pool_of_its_own(self):
+        binding = OdooBinding({})
         thread = threading.current_thread()
         test_dbname = thread.dbname
         cursors = []
@@ -22,7 +26,7 @@ class TestOdooBinding(TransactionCase):
             for cr in cursors:
                 cr.execute("SELECT pg_backend_pid()")
             self.assertEqual(len({cr.fetchone()[0] for cr in cursors}), 6)
-            with self.assertRaises(PoolError, msg="a fourth executor on one database"):
+            with self.assertRaises(PoolError, msg="a fourth connection on one database"):
                 binding.cursor(self.env.cr.dbname)
             cursors.pop().close()
             cursors.append(binding.cursor("postgres"))  # a connection given back is lent again
