@@ -178,7 +178,7 @@ def run(job_, boundaries):
                 transitions.release_dependents(cr, [job_.id])
 
 
-def _record_retry(job_, err, seconds, failure):
+def _record_retry(job_, err, seconds, failure, exc_info=None):
     """Postpone ``job_`` after ``err``, by ``seconds`` or else its retry
     pattern; or fail it for ``failure`` if it is out of tries.
 
@@ -187,14 +187,14 @@ def _record_retry(job_, err, seconds, failure):
     that are out of tries have become failures there already.
     """
     if job_._out_of_tries():
-        _record_failure(job_, failure)
+        _record_failure(job_, failure, exc_info)
         return
     transitions.retry_later(
         job_.env.cr,
         [job_.id],
         job_._get_retry_seconds(seconds),
         retry=job_.retry,
-        **_exc_values(err),
+        **_exc_values(err, exc_info),
     )
 
 
@@ -230,10 +230,8 @@ def record_timeout(cr, row, seconds, stack):
     except Exception:  # noqa: BLE001 - its model is gone: no retry would do better
         _mark_failed(env, row["id"], err, exc_info)
         return
-    if job_.job_config.retry_pattern and not job_._out_of_tries():
-        transitions.retry_later(
-            cr, [job_.id], job_._get_retry_seconds(), **_exc_values(err, exc_info)
-        )
+    if job_.job_config.retry_pattern:
+        _record_retry(job_, err, None, err, exc_info)
     else:
         _record_failure(job_, err, exc_info)
 
