@@ -51,7 +51,7 @@ CHANNELS_FUNCTION = (
     "queue_job_channels(varchar[], integer[], boolean[], integer[], integer[], boolean[])"
 )
 
-def _under(job_channel, channel):
+def under(job_channel, channel):
     """SQL: the job channel ``job_channel`` is ``channel`` or under it.
 
     No term tests ``channel`` alone (such as ``channel = 'root'``): the
@@ -338,7 +338,7 @@ _STATEMENTS = (
          WHERE (c.capacity IS NOT NULL AND c.capacity <= (
                 SELECT count(*) FROM queue_job r
                  WHERE r.state IN {RUNNING_SQL}
-                   AND (c.name = 'root' OR {_under("r.channel", "c.name")})))
+                   AND (c.name = 'root' OR {under("r.channel", "c.name")})))
             OR (c.throttle > 0 AND EXISTS (
                 SELECT 1 FROM queue_job_throttle t
                  WHERE t.channel = c.name
@@ -407,12 +407,12 @@ _STATEMENTS = (
                    ) AS f
              WHERE NOT EXISTS (
                    SELECT 1 FROM unnest(blocked) AS b(name)
-                    WHERE {_under("c.name", "b.name")})
+                    WHERE {under("c.name", "b.name")})
                AND NOT EXISTS (
                    SELECT 1
                      FROM unnest(first_channels, first_priorities, first_dates, first_ids)
                           AS s(name, priority, date_created, id)
-                    WHERE {_under("c.name", "s.name")}
+                    WHERE {under("c.name", "s.name")}
                       AND (f.priority, f.date_created, f.id)
                           > (s.priority, s.date_created, s.id))
              ORDER BY f.priority, f.date_created, f.id
@@ -439,7 +439,7 @@ _STATEMENTS = (
             INSERT INTO queue_job_throttle (channel, last_start)
             SELECT c.name, claimed.date_started
               FROM unnest(channel_names, throttles) AS c(name, throttle)
-             WHERE c.throttle > 0 AND (c.name = 'root' OR {_under("claimed.channel", "c.name")})
+             WHERE c.throttle > 0 AND (c.name = 'root' OR {under("claimed.channel", "c.name")})
                 ON CONFLICT (channel) DO UPDATE SET last_start = EXCLUDED.last_start;
             IF FOUND THEN
                 -- Have the runners read when the throttle ends (claim.py).
@@ -452,7 +452,7 @@ _STATEMENTS = (
             INSERT INTO queue_job_rate_start (channel, started_at)
             SELECT c.name, claimed.date_started
               FROM unnest(channel_names, rate_limits) AS c(name, rate_limit)
-             WHERE c.rate_limit > 0 AND (c.name = 'root' OR {_under("claimed.channel", "c.name")});
+             WHERE c.rate_limit > 0 AND (c.name = 'root' OR {under("claimed.channel", "c.name")});
             IF FOUND THEN
                 -- Have the runners read when the window frees a start (claim.py).
                 PERFORM pg_notify('{NOTIFY_CHANNEL}', '{ETA_PAYLOAD}');

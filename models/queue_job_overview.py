@@ -14,6 +14,7 @@ from odoo import api, fields, models
 from odoo.tools import SQL
 from odoo.tools.misc import babel_locale_parse, get_lang
 
+from ..core import schema
 from ..core.channels import ChannelsConfigError
 from ..core.states import DONE, FAILED, PENDING, RUNNING_STATES, WAIT_DEPENDENCIES
 
@@ -64,7 +65,7 @@ class QueueJobChannelOverview(models.Model):
     def _table_query(self):
         # Jobs are counted per job channel, over the partial and state
         # indexes, then summed up the tree: a channel counts those of its
-        # sub-channels, as its capacity does (``_under`` in core/schema.py).
+        # sub-channels, as its capacity does (``schema.under``).
         return SQL(
             f"""
             WITH by_channel AS (
@@ -97,7 +98,7 @@ class QueueJobChannelOverview(models.Model):
                    min(b.oldest_pending) AS oldest_pending_date
               FROM queue_job_channel c
               LEFT JOIN by_channel b
-                ON b.channel = c.complete_name OR starts_with(b.channel, c.complete_name || '.')
+                ON {schema.under("b.channel", "c.complete_name")}
              GROUP BY c.id, c.complete_name
             """,
             running=RUNNING_STATES,
